@@ -1,0 +1,1 @@
+"""Stalwart mail server, in Python."""
