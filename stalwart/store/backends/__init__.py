@@ -1,0 +1,1 @@
+"""Key-value backends of the store: ``memory`` (tests) and ``rocksdb`` (the default)."""

@@ -1,0 +1,170 @@
+"""Key layout of the store.
+
+Every key starts with a one-byte subspace, followed by big-endian fixed-width ids, so that a
+prefix scan walks one account's (or one mailbox's) records in id order. This is the layout
+Stalwart uses, flattened into RocksDB's default column family: the set of subspaces is fixed,
+so RocksDB secondaries (which never see column families created after they open) see them all.
+
+Values are msgpack maps (see engine.py for their fields); counters are inside those maps, so
+that a single ``put`` in the operation's batch updates them atomically with the data.
+
+Subspace          key after the byte                         value
+META        0x01  name (ascii)                               msgpack
+DOMAIN      0x02  domain (lowercase, IDNA ascii)             {"catch_all", "alias_of"}
+PRINCIPAL   0x03  account u32                                {"name","secret","emails",...}
+NAME_IDX    0x04  login name (lowercase utf-8)               account u32
+EMAIL_IDX   0x05  domain 0x00 local-part (lowercase)         account u32
+ACCOUNT     0x07  account u32                                counters and collection states
+MAILBOX     0x10  account u32, mailbox u32                   {"name","parent","role",...}
+MAILBOX_UID 0x11  account u32, mailbox u32, uid u32          email u32
+EMAIL       0x12  account u32, email u32                     {"blob","size","kw","mb",...}
+THREAD_IDX  0x13  account u32, sha256(message-id)[:16]       thread u32
+CHANGELOG   0x14  account u32, change u64                    {"e":[c,u,d],"m":[...],"t":[...]}
+VANISHED    0x15  account u32, mailbox u32, modseq u64, uid  b""
+BLOB_REF    0x16  blob hash (32 bytes)                       refcount u32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+META = b"\x01"
+DOMAIN = b"\x02"
+PRINCIPAL = b"\x03"
+NAME_IDX = b"\x04"
+EMAIL_IDX = b"\x05"
+ACCOUNT = b"\x07"
+MAILBOX = b"\x10"
+MAILBOX_UID = b"\x11"
+EMAIL = b"\x12"
+THREAD_IDX = b"\x13"
+CHANGELOG = b"\x14"
+VANISHED = b"\x15"
+BLOB_REF = b"\x16"
+
+#: Subspaces holding one account's data, each starting with the account u32.
+ACCOUNT_SUBSPACES = (ACCOUNT, MAILBOX, MAILBOX_UID, EMAIL, THREAD_IDX, CHANGELOG, VANISHED)
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_U32U32 = struct.Struct(">II")
+_U32U32U32 = struct.Struct(">III")
+_U32U64 = struct.Struct(">IQ")
+_U32U32U64U32 = struct.Struct(">IIQI")
+
+
+def u32(value: int) -> bytes:
+    return _U32.pack(value)
+
+
+def read_u32(raw: bytes, offset: int = 0) -> int:
+    return _U32.unpack_from(raw, offset)[0]
+
+
+def meta(name: str) -> bytes:
+    return META + name.encode("ascii")
+
+
+def domain(name: str) -> bytes:
+    return DOMAIN + name.encode("ascii")
+
+
+def principal(account: int) -> bytes:
+    return PRINCIPAL + _U32.pack(account)
+
+
+def name_idx(name: str) -> bytes:
+    return NAME_IDX + name.lower().encode("utf-8")
+
+
+def email_idx(address: str) -> bytes:
+    local, _, dom = address.lower().rpartition("@")
+    return EMAIL_IDX + dom.encode("utf-8") + b"\x00" + local.encode("utf-8")
+
+
+def email_idx_domain_prefix(dom: str) -> bytes:
+    return EMAIL_IDX + dom.lower().encode("utf-8") + b"\x00"
+
+
+def email_from_idx(key: bytes) -> str:
+    dom, _, local = key[1:].partition(b"\x00")
+    return f"{local.decode('utf-8')}@{dom.decode('utf-8')}"
+
+
+def account(acc: int) -> bytes:
+    return ACCOUNT + _U32.pack(acc)
+
+
+def account_prefix(subspace: bytes, acc: int) -> bytes:
+    return subspace + _U32.pack(acc)
+
+
+def mailbox(acc: int, mbox: int) -> bytes:
+    return MAILBOX + _U32U32.pack(acc, mbox)
+
+
+def mailbox_id_from_key(key: bytes) -> int:
+    return _U32.unpack_from(key, 5)[0]
+
+
+def mailbox_uid(acc: int, mbox: int, uid: int) -> bytes:
+    return MAILBOX_UID + _U32U32U32.pack(acc, mbox, uid)
+
+
+def mailbox_uid_prefix(acc: int, mbox: int) -> bytes:
+    return MAILBOX_UID + _U32U32.pack(acc, mbox)
+
+
+def uid_from_key(key: bytes) -> int:
+    return _U32.unpack_from(key, 9)[0]
+
+
+def email(acc: int, eid: int) -> bytes:
+    return EMAIL + _U32U32.pack(acc, eid)
+
+
+def email_id_from_key(key: bytes) -> int:
+    return _U32.unpack_from(key, 5)[0]
+
+
+def thread_idx(acc: int, message_id: str) -> bytes:
+    digest = hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).digest()[:16]
+    return THREAD_IDX + _U32.pack(acc) + digest
+
+
+def changelog(acc: int, change: int) -> bytes:
+    return CHANGELOG + _U32U64.pack(acc, change)
+
+
+def change_from_key(key: bytes) -> int:
+    return _U64.unpack_from(key, 5)[0]
+
+
+def vanished(acc: int, mbox: int, modseq: int, uid: int) -> bytes:
+    return VANISHED + _U32U32U64U32.pack(acc, mbox, modseq, uid)
+
+
+def vanished_prefix(acc: int, mbox: int) -> bytes:
+    return VANISHED + _U32U32.pack(acc, mbox)
+
+
+def vanished_parse(key: bytes) -> tuple[int, int]:
+    """Return (modseq, uid) of a VANISHED key."""
+    _, _, modseq, uid = _U32U32U64U32.unpack_from(key, 1)
+    return modseq, uid
+
+
+def blob_ref(blob_hash: bytes) -> bytes:
+    return BLOB_REF + blob_hash
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no bound)."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] != 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None

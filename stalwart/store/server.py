@@ -1,0 +1,276 @@
+"""The store process: the only writer of the RocksDB database.
+
+Theory of operation
+-------------------
+Workers connect to ``run/store.sock`` and send requests (see wire.py). The server runs each
+operation as soon as its frame is decoded, one after another on one thread, through
+``Engine.execute`` on a ``Txn`` layered over
+
+    current batch (being assembled)  ->  in-flight batch (being fsynced)  ->  RocksDB
+
+so every operation sees the effects of all earlier ones, durable or not. A successful
+operation's writes join the current batch; its reply waits.
+
+Group commit: when nothing is being written, the current batch is handed to a writer thread
+at the end of this loop turn (``call_soon``), and written as one ``WriteBatch`` with
+``sync=True``. While that fsync runs, new operations accumulate in the next batch, which is
+written as soon as the previous one returns. Replies (with the commit's sequence number) and
+change events go out only after the write returned: an acknowledged operation is durable.
+
+If a write fails (I/O error, disk full), every operation in that batch and in the batch built
+on top of it is answered ``unavailable`` and their writes are dropped: the in-memory view
+falls back to what is on disk, so nothing acknowledged is lost and nothing unacknowledged is
+half-kept.
+
+The process can be killed at any moment (SIGKILL): RocksDB recovers its WAL on the next
+open, and the master respawns the store in its slot. Clients see their connection drop and
+get ``unavailable`` for requests without a reply; they reconnect on the next call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from .blobs import BlobStore
+from .engine import Engine
+from .errors import StoreError
+from .kv import Txn
+from .wire import FrameDecoder, FrameError, encode
+
+log = logging.getLogger("stalwart.store")
+
+#: Replies above this many bytes buffered in a connection's transport make the server stop
+#: reading from that connection until the buffer drains (backpressure).
+HIGH_WATER = 4 * 1024 * 1024
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, server: "StoreServer") -> None:
+        self.server = server
+        self.decoder = FrameDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.subscribed = False
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.server.conns.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.conns.discard(self)
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            log.warning("store: closing a client connection: %s", exc)
+            self.transport.close()
+            return
+        for frame in frames:
+            if not (isinstance(frame, list) and len(frame) == 3 and isinstance(frame[0], int)
+                    and frame[0] > 0 and isinstance(frame[1], str)):
+                log.warning("store: closing a client connection: malformed request")
+                self.transport.close()
+                return
+            self.server.handle(self, *frame)
+
+    def send(self, value) -> None:
+        if not self.closed:
+            self.transport.write(encode(value))
+
+
+class StoreServer:
+    def __init__(self, db, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.engine = Engine(blobs.exists)
+        self.conns: set[_Conn] = set()
+        self._current: dict[bytes, bytes | None] = {}
+        self._current_replies: list[tuple[_Conn, int, object]] = []
+        self._current_events: dict[int, dict] = {}
+        self._inflight: dict[bytes, bytes | None] | None = None
+        self._scheduled = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._server: asyncio.AbstractServer | None = None
+        self.commits = 0
+        self.operations = 0
+
+    # ------------------------------------------------------------------ requests
+    def handle(self, conn: _Conn, req_id: int, op: str, args) -> None:
+        if op == "subscribe":
+            conn.subscribed = True
+            conn.send([req_id, 0, True, self.db.latest_sequence_number()])
+            return
+        if op == "ping":
+            conn.send([req_id, 0, {"pid": os.getpid(), "commits": self.commits,
+                                   "operations": self.operations},
+                       self.db.latest_sequence_number()])
+            return
+        layers = (self._current,) if self._inflight is None else (self._current, self._inflight)
+        txn = Txn(self.db, layers)
+        try:
+            result, events = self.engine.execute(txn, op, args)
+        except StoreError as exc:
+            conn.send([req_id, 1, exc.to_wire(), self.db.latest_sequence_number()])
+            return
+        except Exception:  # a bug in an operation: report it, keep serving, change nothing
+            log.exception("store: operation %s failed", op)
+            conn.send([req_id, 1, ["unavailable", f"internal error in {op}"],
+                       self.db.latest_sequence_number()])
+            return
+        self.operations += 1
+        self._current.update(txn.writes)
+        self._current_replies.append((conn, req_id, result))
+        for acc, event in events.items():
+            merged = self._current_events.setdefault(acc, {"change": 0, "types": []})
+            merged["change"] = max(merged["change"], event["change"])
+            merged["types"] = sorted(set(merged["types"]) | set(event["types"]))
+        self._schedule()
+
+    # ------------------------------------------------------------------ group commit
+    def _schedule(self) -> None:
+        if not self._scheduled and self._inflight is None:
+            self._scheduled = True
+            self._idle.clear()
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._inflight is not None or not self._current_replies:
+            if self._inflight is None:
+                self._idle.set()
+            return
+        batch, self._current = self._current, {}
+        replies, self._current_replies = self._current_replies, []
+        events, self._current_events = self._current_events, {}
+        self._inflight = batch
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._writer, self.db.write, batch)
+        fut.add_done_callback(lambda f: self._flushed(f, replies, events))
+
+    def _flushed(self, fut, replies, events) -> None:
+        self._inflight = None
+        exc = fut.exception()
+        if exc is not None:
+            log.error("store: durable write failed, %d operations refused: %s",
+                      len(replies) + len(self._current_replies), exc)
+            # Everything built on top of the failed batch is invalid too.
+            replies = replies + self._current_replies
+            self._current, self._current_replies, self._current_events = {}, [], {}
+            for conn, req_id, _ in replies:
+                conn.send([req_id, 1, ["unavailable", "the store could not write to disk"], 0])
+            self._idle.set()
+            return
+        seqno = fut.result()
+        self.commits += 1
+        for conn, req_id, result in replies:
+            conn.send([req_id, 0, result, seqno])
+        if events:
+            frame = encode([0, "event", events, seqno])
+            for conn in self.conns:
+                if conn.subscribed and not conn.closed:
+                    conn.transport.write(frame)
+        if self._current_replies:
+            self._schedule()
+        else:
+            self._idle.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, sock_path: Path | None = None, sock: socket.socket | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if sock is None:
+            sock_path = Path(sock_path)
+            try:
+                sock_path.unlink()
+            except FileNotFoundError:
+                pass
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o077)
+            try:
+                sock.bind(str(sock_path))
+            finally:
+                os.umask(old)
+            sock.listen(1024)
+        self._server = await loop.create_unix_server(lambda: _Conn(self), sock=sock)
+
+    async def close(self) -> None:
+        """Stop accepting, write what is pending, close the database."""
+        if self._server is not None:
+            self._server.close()
+        while not self._idle.is_set() or self._inflight is not None:
+            await self._idle.wait()
+            await asyncio.sleep(0)
+        for conn in list(self.conns):
+            conn.transport.close()
+        self._writer.shutdown(wait=True)
+        self.db.close()
+
+
+def open_server(data_path: Path, blob_path: Path) -> StoreServer:
+    from .backends.rocksdb import RocksPrimary
+
+    return StoreServer(RocksPrimary(Path(data_path)), BlobStore(Path(blob_path)))
+
+
+async def serve(ctx) -> None:
+    """Entry point of the ``store`` process kind (see stalwart.worker)."""
+    settings = ctx.config.store
+    if settings.type != "rocksdb":
+        raise RuntimeError(f"the store process serves rocksdb stores, not {settings.type!r}")
+    server = open_server(settings.path, settings.blob_path)
+    run_dir = Path(ctx.config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    await server.start(run_dir / "store.sock")
+    log.info("store: serving %s on %s", settings.path, run_dir / "store.sock")
+    await ctx.shutdown.wait()
+    await server.close()
+    log.info("store: closed after %d operations in %d commits", server.operations, server.commits)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a store process on its own (tests, benchmarks): ``python -m stalwart.store.server``."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--blobs", required=True, type=Path)
+    parser.add_argument("--socket", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+
+    async def run() -> None:
+        server = open_server(args.data, args.blobs)
+        await server.start(args.socket)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print("ready", flush=True)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
