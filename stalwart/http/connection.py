@@ -179,6 +179,10 @@ class HttpConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ control
 
     @property
+    def task(self) -> asyncio.Task | None:
+        return self._task
+
+    @property
     def idle(self) -> bool:
         return self._idle
 

@@ -130,7 +130,17 @@ class Store:
         store._writer = client
         # The primary must exist before a secondary can open it: one round trip to the
         # store process guarantees that (and tells us how far it is).
-        _, seq = await client.call("ping", {})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + connect_timeout
+        while True:
+            try:
+                _, seq = await client.call("ping", {})
+                break
+            except StoreError as exc:
+                # The store may be restarting (respawned after a crash): keep trying.
+                if exc.code != "unavailable" or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
         secondary = RocksSecondary(Path(data_path), Path(secondary_path))
         store._kv = secondary
         store._catch_up = secondary.catch_up

@@ -1,0 +1,8 @@
+"""Every declared setting, one module per area. Importing this package fills the registry.
+
+To add settings for another area, add a module here that calls ``section`` once and
+``declare`` for each key, and list it below. Keep docs operator-facing: what the setting
+does, its unit, and what happens at the default.
+"""
+
+from . import server, storage, authentication, certificate, directory, tracer  # noqa: F401
