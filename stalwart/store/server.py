@@ -95,8 +95,11 @@ class _Conn(asyncio.Protocol):
 
 
 class StoreServer:
-    def __init__(self, db, blobs: BlobStore) -> None:
+    def __init__(self, db, blobs: BlobStore, *, group_commit: bool = True) -> None:
         self.db = db
+        # group_commit=False writes every operation on its own (one fsync each): only for
+        # bench/ to measure what group commit buys.
+        self.group_commit = group_commit
         self.blobs = blobs
         self.engine = Engine(blobs.exists)
         self.conns: set[_Conn] = set()
@@ -136,6 +139,16 @@ class StoreServer:
                        self.db.latest_sequence_number()])
             return
         self.operations += 1
+        if not self.group_commit:
+            seqno = self.db.write(txn.writes)
+            self.commits += 1
+            conn.send([req_id, 0, result, seqno])
+            if events:
+                frame = encode([0, "event", events, seqno])
+                for other in self.conns:
+                    if other.subscribed and not other.closed:
+                        other.transport.write(frame)
+            return
         self._current.update(txn.writes)
         self._current_replies.append((conn, req_id, result))
         for acc, event in events.items():
@@ -162,6 +175,17 @@ class StoreServer:
         events, self._current_events = self._current_events, {}
         self._inflight = batch
         loop = asyncio.get_running_loop()
+        if len(replies) == 1:
+            # A lone operation: the hand-off to the writer thread would cost more than the
+            # overlap it buys. Requests arriving meanwhile wait in the socket buffers and
+            # form the next batch, so grouping still happens under load.
+            fut = loop.create_future()
+            try:
+                fut.set_result(self.db.write(batch))
+            except Exception as exc:  # reported by _flushed like a failed threaded write
+                fut.set_exception(exc)
+            self._flushed(fut, replies, events)
+            return
         fut = loop.run_in_executor(self._writer, self.db.write, batch)
         fut.add_done_callback(lambda f: self._flushed(f, replies, events))
 
@@ -223,10 +247,11 @@ class StoreServer:
         self.db.close()
 
 
-def open_server(data_path: Path, blob_path: Path) -> StoreServer:
+def open_server(data_path: Path, blob_path: Path, *, group_commit: bool = True) -> StoreServer:
     from .backends.rocksdb import RocksPrimary
 
-    return StoreServer(RocksPrimary(Path(data_path)), BlobStore(Path(blob_path)))
+    return StoreServer(RocksPrimary(Path(data_path)), BlobStore(Path(blob_path)),
+                       group_commit=group_commit)
 
 
 async def serve(ctx) -> None:
@@ -250,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--blobs", required=True, type=Path)
     parser.add_argument("--socket", required=True, type=Path)
+    parser.add_argument("--no-group-commit", action="store_true",
+                        help="one fsync per operation (benchmarks only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -259,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
     async def run() -> None:
-        server = open_server(args.data, args.blobs)
+        server = open_server(args.data, args.blobs, group_commit=not args.no_group_commit)
         await server.start(args.socket)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
