@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import keys
-from .engine import normalize_address, normalize_domain, public_account, unpack
+from .engine import normalize_address, normalize_domain, unpack
+from .ops.directory import public_account
 from .errors import StoreError
 
 COLLECTIONS = ("Email", "Mailbox", "Thread")
