@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 HASH_LEN = 32
 
@@ -92,8 +92,14 @@ class BlobStore:
     def put(self, data: bytes) -> bytes:
         """Write ``data`` durably and return its hash. Idempotent."""
         digest = blob_hash(data)
-        if self.exists(digest):
-            return digest
+        if len(digest) == HASH_LEN:
+            try:
+                # Already stored: refresh its mtime so the purger's grace period protects it
+                # until the metadata that will point at it is committed.
+                os.utime(self.path(digest))
+                return digest
+            except FileNotFoundError:
+                pass
         tmp = self.root / "tmp" / f"{os.getpid()}.{time.monotonic_ns()}"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -130,18 +136,20 @@ class BlobStore:
                     except ValueError:
                         continue
 
-    def purge(self, refcount: Callable[[bytes], int], grace_seconds: float = 3600) -> int:
-        """Delete blobs that no record references and that are older than the grace period,
-        and temp files left by crashed writers. Returns the number of files removed."""
+    def purge_candidates(self, grace_seconds: float) -> Iterator[tuple[bytes, Path]]:
+        """Blob files older than the grace period (the caller checks references)."""
         cutoff = time.time() - grace_seconds
-        removed = 0
-        for digest, f in list(self.iter_blobs()):
+        for digest, f in self.iter_blobs():
             try:
-                if f.stat().st_mtime < cutoff and refcount(digest) == 0:
-                    f.unlink()
-                    removed += 1
+                if f.stat().st_mtime < cutoff:
+                    yield digest, f
             except FileNotFoundError:
                 continue
+
+    def purge_tmp(self, grace_seconds: float) -> int:
+        """Remove temp files left by writers that crashed more than the grace period ago."""
+        cutoff = time.time() - grace_seconds
+        removed = 0
         for f in (self.root / "tmp").iterdir():
             try:
                 if f.stat().st_mtime < cutoff:

@@ -126,8 +126,10 @@ class StoreServer:
                                    "operations": self.operations},
                        self.db.latest_sequence_number()])
             return
-        layers = (self._current,) if self._inflight is None else (self._current, self._inflight)
-        txn = Txn(self.db, layers)
+        if op == "purge_blobs":
+            asyncio.get_running_loop().create_task(self._purge_blobs(conn, req_id, args))
+            return
+        txn = Txn(self.db, self._layers())
         try:
             result, events = self.engine.execute(txn, op, args)
         except StoreError as exc:
@@ -156,6 +158,38 @@ class StoreServer:
             merged["change"] = max(merged["change"], event["change"])
             merged["types"] = sorted(set(merged["types"]) | set(event["types"]))
         self._schedule()
+
+    def _layers(self) -> tuple:
+        return (self._current,) if self._inflight is None else (self._current, self._inflight)
+
+    async def _purge_blobs(self, conn: _Conn, req_id: int, args) -> None:
+        """Delete blob files no record references, older than ``grace`` seconds.
+
+        Runs here, in the writer's thread, a few files per loop turn: the reference check
+        reads through the batches not yet durable, and no operation can commit a reference
+        between that check and the unlink, because operations run on this same thread (an
+        operation that comes later finds the blob missing and is refused, unacknowledged).
+        """
+        from . import keys
+
+        grace = args.get("grace", 3600) if isinstance(args, dict) else 3600
+        if not isinstance(grace, (int, float)) or grace < 0:
+            conn.send([req_id, 1, ["invalid", "grace must be a non-negative number"], 0])
+            return
+        removed = checked = 0
+        for digest, path in self.blobs.purge_candidates(grace):
+            checked += 1
+            if Txn(self.db, self._layers()).get(keys.blob_ref(digest)) is None:
+                try:
+                    path.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+            if checked % 64 == 0:
+                await asyncio.sleep(0)
+        removed += self.blobs.purge_tmp(grace)
+        conn.send([req_id, 0, {"removed": removed, "checked": checked},
+                   self.db.latest_sequence_number()])
 
     # ------------------------------------------------------------------ group commit
     def _schedule(self) -> None:

@@ -200,3 +200,39 @@ def test_sigterm_flushes_and_exits_cleanly(store_proc, tmp_path):
         assert s.get_account("alice")["id"] == acc
         await s.close()
     asyncio.run(t())
+
+
+def test_scheduler_purges_unreferenced_blobs_and_dead_secondaries(store_proc, tmp_path):
+    from stalwart import scheduler
+    from stalwart.store.blobs import BlobStore
+
+    acc = asyncio.run(_account(tmp_path))
+    blobs = BlobStore(tmp_path / "blobs")
+
+    async def t():
+        s = await _connect(tmp_path, "purge")
+        kept = await s.append(acc, 1, b"Subject: kept\r\n\r\nkept\r\n")
+        gone = await s.append(acc, 1, b"Subject: gone\r\n\r\ngone\r\n")
+        orphan = blobs.put(b"never committed")
+        await s.expunge(acc, 1, [gone["uid"]])
+        dead = tmp_path / "run" / "secondary" / "999999999"
+        dead.mkdir(parents=True)
+        alive = tmp_path / "run" / "secondary" / str(os.getpid())
+        alive.mkdir(parents=True)
+        stop = asyncio.Event()
+        (tmp_path / "run" / "store.sock").symlink_to(tmp_path / "store.sock")
+        task = asyncio.ensure_future(scheduler.run(tmp_path / "run", stop, blob_period=3600,
+                                                   blob_grace=0, clean_period=3600,
+                                                   first_delay=0.05))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+        kept_hash = s.get_email(acc, kept["id"])["blob"]
+        assert blobs.exists(kept_hash)
+        assert not blobs.exists(orphan)
+        from stalwart.store.blobs import blob_hash
+        assert not blobs.exists(blob_hash(b"Subject: gone\r\n\r\ngone\r\n"))
+        assert not dead.exists() and alive.exists()
+        assert s.read_message(acc, kept["id"]).endswith(b"kept\r\n")
+        await s.close()
+    asyncio.run(t())

@@ -1,0 +1,98 @@
+"""The scheduler process: housekeeping that no request waits for.
+
+Runs as the singleton process kind ``scheduler`` (see stalwart.worker). Each task runs on its
+own period, first shortly after start, and a failure is logged and retried next period; the
+process never dies of a housekeeping error.
+
+Tasks now:
+- ``purge_blobs``: asks the store process to delete blob files that no record references
+  and that are older than a grace period (orphans of crashes between the blob write and the
+  metadata commit, and blobs of deleted mail). The store does it in its own thread, so it
+  cannot race a commit (see StoreServer._purge_blobs).
+- ``clean_secondaries``: removes RocksDB secondary directories left by worker processes that
+  died without closing their store (``run/secondary/<pid>`` whose pid is gone).
+
+Later issues add full-text indexing, ACME renewal, DMARC and TLS reports here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .store.client import StoreClient
+from .store.errors import StoreError
+
+log = logging.getLogger("stalwart.scheduler")
+
+BLOB_PURGE_PERIOD = 6 * 3600.0
+BLOB_PURGE_GRACE = 3600.0
+SECONDARY_CLEAN_PERIOD = 600.0
+FIRST_RUN_DELAY = 30.0
+
+
+def clean_secondaries(run_dir: Path) -> int:
+    """Remove ``run_dir/secondary/<pid>`` directories whose process no longer exists."""
+    root = Path(run_dir) / "secondary"
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for d in root.iterdir():
+        if not d.name.isdigit():
+            continue
+        pid = int(d.name)
+        try:
+            os.kill(pid, 0)
+            continue  # still alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+async def _every(period: float, first: float, name: str, fn, stop: asyncio.Event) -> None:
+    delay = first
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return
+        except asyncio.TimeoutError:
+            pass
+        delay = period
+        try:
+            result = await fn()
+            log.info("scheduler: %s done: %s", name, result)
+        except (StoreError, OSError) as exc:
+            log.warning("scheduler: %s failed, will retry: %s", name, exc)
+        except Exception:
+            log.exception("scheduler: %s failed, will retry", name)
+
+
+async def run(run_dir: Path, stop: asyncio.Event, *, blob_period: float = BLOB_PURGE_PERIOD,
+              blob_grace: float = BLOB_PURGE_GRACE, clean_period: float = SECONDARY_CLEAN_PERIOD,
+              first_delay: float = FIRST_RUN_DELAY) -> None:
+    client = StoreClient(Path(run_dir) / "store.sock", connect_timeout=30)
+
+    async def purge():
+        result, _ = await client.call("purge_blobs", {"grace": blob_grace})
+        return result
+
+    async def clean():
+        return {"removed": clean_secondaries(run_dir)}
+
+    try:
+        await asyncio.gather(_every(blob_period, first_delay, "purge_blobs", purge, stop),
+                             _every(clean_period, first_delay, "clean_secondaries", clean, stop))
+    finally:
+        await client.close()
+
+
+async def serve(ctx) -> None:
+    """Entry point of the ``scheduler`` process kind."""
+    await run(Path(ctx.config.run_dir), ctx.shutdown)
