@@ -27,7 +27,7 @@ def is_placeholder(segment: str) -> bool:
 
 
 def format_key(key: Key) -> str:
-    """``("certificate", "mail.example.com", "cert")`` -> ``certificate."mail.example.com".cert``."""
+    """The text form: ``("certificate", "a.b", "cert")`` -> ``certificate."a.b".cert``."""
     out = []
     for seg in key:
         if _BARE.match(seg) or is_placeholder(seg):

@@ -76,7 +76,7 @@ class Config:
     run_as: tuple[str, str | None] | None
     warnings: list[str] = field(default_factory=list)
     first_run_secret: str | None = None
-    registry: Registry = field(default=REGISTRY, repr=False)
+    registry: Registry = field(default_factory=lambda: REGISTRY, repr=False)
     _defaults: dict[Key, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -7,15 +7,16 @@ from ..types import Bool, Enum, String
 
 section("tracer", """
 Logging destinations, one table per destination: `[tracer.<id>]`. Each failed login is
-logged at `warn` as one stable line that fail2ban can match. Without any enabled tracer,
-the server logs to standard output at `info`.
+logged at `warn` as one stable line that fail2ban can match. A file without any
+`[tracer.<id>]` table logs to standard output as text at `info`; a file whose tracers are
+all disabled logs nothing.
 """)
 
 LEVELS = ("error", "warn", "info", "debug", "trace")
 
 declare("tracer.<id>.type", Enum(("stdout", "log", "journal")), """
     `stdout` (standard output, for containers and `systemd` without journald
-    integration), `log` (files in `path`, rotated daily) or `journal` (journald).""",
+    integration), `log` (files in `path`) or `journal` (journald).""",
     section="tracer", required=True)
 
 declare("tracer.<id>.level", Enum(LEVELS), """
