@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Where a principal comes from.
-SOURCES = ("memory", "internal", "fallback")
+#: Where a principal comes from ("socket": a trusted peer on the admin Unix socket).
+SOURCES = ("memory", "internal", "fallback", "socket")
 
 
 @dataclass(frozen=True)

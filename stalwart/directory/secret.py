@@ -1,10 +1,11 @@
 """Checking a password against a configured secret: argon2 hash or plain text.
 
-A secret starting with ``$argon2`` is a PHC-format argon2 hash (RFC 9106) checked with
-argon2-cffi. Any other ``$scheme$`` value is refused: the config loader rejects such
-secrets, and treating them as plain passwords would let anyone who read the hash log in
-with it. Anything else is a plain-text password, compared in constant time
-(``hmac.compare_digest`` over the UTF-8 bytes).
+The comparison itself is the config's (``stalwart.config.secret.verify_secret``: argon2
+PHC hashes checked with argon2-cffi, plain text compared in constant time), so the config
+loader, the fallback admin and the memory directory share one rule. This wrapper adds
+what a login path needs on top: it never raises for missing or mistyped values, and a
+``$scheme$`` value that is not argon2 never matches (the loader rejects such secrets;
+treating one as a plain password would let anyone who read the hash log in with it).
 
 argon2 verification costs tens of milliseconds of CPU: async callers run
 ``verify_secret`` in an executor (``authenticate`` does).
@@ -12,23 +13,14 @@ argon2 verification costs tens of milliseconds of CPU: async callers run
 
 from __future__ import annotations
 
-import hmac
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
-_hasher = PasswordHasher()
+from stalwart.config.secret import is_hashed
+from stalwart.config.secret import verify_secret as _config_verify
 
 
 def verify_secret(stored: str | None, password: str) -> bool:
     """True when ``password`` matches ``stored``. Never raises for bad input."""
     if not stored or not isinstance(stored, str) or not isinstance(password, str):
         return False
-    if stored.startswith("$argon2"):
-        try:
-            return _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
-    if stored.startswith("$"):
+    if stored.startswith("$") and not is_hashed(stored):
         return False
-    return hmac.compare_digest(stored.encode("utf-8"), password.encode("utf-8"))
+    return _config_verify(stored, password)

@@ -61,6 +61,7 @@ class Limits:
     """Per-connection limits; every time is in seconds."""
 
     max_header_bytes: int = 16 * 1024
+    max_target_bytes: int = 8 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     idle_timeout: float = 60.0
     header_timeout: float = 30.0
@@ -157,8 +158,9 @@ class HttpConnection(asyncio.Protocol):
         self.conn.receive_data(b"")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-        # Keep the write side open so the last request still gets its answer (half-close).
-        return True
+        # Keep the write side open so the last request still gets its answer (half-close);
+        # asyncio's TLS transports cannot do that and ignore the return value.
+        return self.peer is not None and not self.peer.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -355,6 +357,21 @@ class HttpConnection(asyncio.Protocol):
             while True:
                 head = await self._next_request()
                 if head is None:
+                    break
+                if head.http_version not in (b"1.0", b"1.1"):
+                    await self._send_error(505, "only HTTP/1.0 and HTTP/1.1 are served here",
+                                           "http_version")
+                    break
+                # h11 bounds only an incomplete head; a head that arrives whole in one
+                # read is measured here.
+                if len(head.target) > self.limits.max_target_bytes:
+                    await self._send_error(414, "the request target is too long")
+                    break
+                head_size = len(head.method) + len(head.target) + sum(
+                    len(k) + len(v) + 4 for k, v in head.headers)
+                if head_size > self.limits.max_header_bytes:
+                    await self._send_error(431, "the request head is too large",
+                                           "headers_too_large")
                     break
                 method = head.method.decode("ascii", "replace").upper()
                 try:

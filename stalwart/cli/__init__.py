@@ -1,0 +1,1 @@
+"""stalwart-cli, the command-line client of the management API (``main.main``)."""
