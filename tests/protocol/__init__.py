@@ -1,0 +1,1 @@
+"""Sans-IO protocol tests: parsers and state machines fed bytes, no sockets."""
