@@ -47,6 +47,15 @@ def hash_secret(password: str) -> str:
     return _password_hasher().hash(password)
 
 
+def password_secrets(password: str) -> tuple[str, str]:
+    """Both stored forms of a password: the argon2id hash (PLAIN, LOGIN, HTTP Basic) and the
+    RFC 5803 SCRAM-SHA-256 credentials (StoredKey/ServerKey; SCRAM cannot work from an
+    argon2 hash). CPU-heavy: call it in a thread."""
+    from ..sasl.scram import ScramCredentials
+
+    return hash_secret(password), ScramCredentials.from_password(password).to_string()
+
+
 def verify_secret(stored: str | None, password: str) -> bool:
     """Check a password against an argon2 hash. Never raises for a bad password or hash."""
     if not stored or not isinstance(password, str):
@@ -210,10 +219,11 @@ class Store:
     async def create_account(self, name: str, *, password: str | None = None, emails=(),
                              display_name: str = "", quota: int = 0, disabled: bool = False,
                              type: str = "individual") -> dict:
-        secret = None
+        secret = scram = None
         if password is not None:
-            secret = await asyncio.get_running_loop().run_in_executor(None, hash_secret, password)
-        return await self._write("create_account", name=name, secret=secret,
+            secret, scram = await asyncio.get_running_loop().run_in_executor(
+                None, password_secrets, password)
+        return await self._write("create_account", name=name, secret=secret, scram=scram,
                                  emails=list(emails), display_name=display_name, quota=quota,
                                  disabled=disabled, type=type)
 
@@ -226,8 +236,11 @@ class Store:
     async def update_account(self, name: str, **changes: Any) -> dict:
         if "password" in changes:
             password = changes.pop("password")
-            changes["secret"] = None if password is None else await asyncio.get_running_loop() \
-                .run_in_executor(None, hash_secret, password)
+            if password is None:
+                changes["secret"] = changes["scram"] = None
+            else:
+                changes["secret"], changes["scram"] = await asyncio.get_running_loop() \
+                    .run_in_executor(None, password_secrets, password)
         for key in ("emails", "add_emails", "remove_emails"):
             if key in changes and changes[key] is not None:
                 changes[key] = list(changes[key])
@@ -255,6 +268,15 @@ class Store:
         ok = await asyncio.get_running_loop().run_in_executor(
             None, verify_secret, record.get("secret"), password)
         return reader.get_account(kv, acc) if ok else None
+
+    def get_scram_credentials(self, login: str) -> str | None:
+        """RFC 5803 SCRAM-SHA-256 credentials of an enabled account, for SASL SCRAM."""
+        kv = self.kv
+        acc = reader.account_id(kv, login)
+        record = None if acc is None else reader.get_principal(kv, acc)
+        if record is None or record.get("disabled"):
+            return None
+        return record.get("scram")
 
     # ------------------------------------------------------------------ mailboxes
     def list_mailboxes(self, account: int) -> list[dict]:

@@ -299,3 +299,21 @@ def test_txn_scan_merges_layers_in_both_directions():
     assert fwd == [(b"a1", b"base"), (b"a2", b"current2"), (b"a4", b"current"), (b"a6", b"own")]
     assert list(txn.scan(b"a", b"b", reverse=True)) == fwd[::-1]
     assert txn.get(b"a3") is None and txn.get(b"a2") == b"current2"
+
+
+def test_scram_credentials_follow_the_password():
+    from stalwart.sasl.scram import ScramCredentials
+
+    async def t():
+        s, acc = await _setup()
+        first = s.get_scram_credentials("alice@example.org")
+        assert first.startswith("SCRAM-SHA-256$4096:")
+        creds = ScramCredentials.parse(first)
+        assert creds == ScramCredentials.from_password("secret", salt=creds.salt,
+                                                       iterations=creds.iterations)
+        await s.update_account("alice", password="other")
+        assert s.get_scram_credentials("alice") not in (None, first)
+        await s.update_account("alice", disabled=True)
+        assert s.get_scram_credentials("alice") is None
+        assert s.get_scram_credentials("nobody") is None
+    run(t())

@@ -105,12 +105,14 @@ def set_catch_all(c: OpCtx, domain: Any, account: Any = None) -> dict:
 @operation
 def create_account(c: OpCtx, name: Any, secret: Any = None, emails: Any = (),
                    display_name: Any = "", quota: Any = 0, disabled: Any = False,
-                   type: Any = "individual") -> dict:
+                   type: Any = "individual", scram: Any = None) -> dict:
     name = _str(name, "account name").strip()
     _require(all(ch.isprintable() and not ch.isspace() for ch in name),
              "account name must not contain spaces or control characters")
     if secret is not None:
         _str(secret, "secret", max_len=1024)
+    if scram is not None:
+        _str(scram, "scram credentials", max_len=1024)
     display_name = _str(display_name, "display name", allow_empty=True)
     quota = _int(quota, "quota")
     _require(isinstance(disabled, bool), "disabled must be true or false")
@@ -122,7 +124,8 @@ def create_account(c: OpCtx, name: Any, secret: Any = None, emails: Any = (),
     _require(acc < 2**32, "account ids exhausted")
     _add_emails(c, acc, emails)
     c.txn.put(keys.name_idx(name), keys.u32(acc))
-    record = {"name": name, "secret": secret, "emails": emails, "display_name": display_name,
+    record = {"name": name, "secret": secret, "scram": scram, "emails": emails,
+              "display_name": display_name,
               "quota": quota, "disabled": disabled, "type": type, "created": c.now}
     c.store(keys.principal(acc), record)
     c.store(keys.account(acc), {"change": 0, "used": 0, "next_mailbox": 1, "next_email": 1,
@@ -141,7 +144,7 @@ def public_account(record: dict, used: int) -> dict:
 @operation
 def update_account(c: OpCtx, name: Any, **changes: Any) -> dict:
     acc, record = _principal_by_name(c, name)
-    allowed = {"secret", "display_name", "quota", "disabled", "emails", "add_emails",
+    allowed = {"secret", "scram", "display_name", "quota", "disabled", "emails", "add_emails",
                "remove_emails", "type", "new_name"}
     unknown = set(changes) - allowed
     _require(not unknown, f"unknown account fields: {', '.join(sorted(unknown))}")
@@ -149,6 +152,10 @@ def update_account(c: OpCtx, name: Any, **changes: Any) -> dict:
         if changes["secret"] is not None:
             _str(changes["secret"], "secret", max_len=1024)
         record["secret"] = changes["secret"]
+    if "scram" in changes:
+        if changes["scram"] is not None:
+            _str(changes["scram"], "scram credentials", max_len=1024)
+        record["scram"] = changes["scram"]
     if "display_name" in changes:
         record["display_name"] = _str(changes["display_name"], "display name", allow_empty=True)
     if "quota" in changes:
