@@ -1,0 +1,184 @@
+"""Type stub of ``stalwart._native``, the Rust extension built from ``ext/`` by maturin.
+
+Kept in step with ``ext/src/lib.rs`` by hand; ``tests/unit/test_mime.py`` checks that
+every name declared here exists at run time with the declared kind.
+
+MIME parsing (``ext/src/mime.rs``, on the ``mail-parser`` crate): ``parse_message``
+returns a ``Message`` handle; its ``parts`` are ``Part`` handles. Both only point at the
+parsed tree and at the raw ``bytes``; each attribute is converted when read.
+
+Offsets are absolute positions in ``Message.raw`` (the outermost message, also for nested
+messages), so IMAP fetches slice ``raw`` directly:
+
+- ``raw[p.header_start:p.body_start]``: the part's MIME header with its closing blank
+  line (``BODY[n.MIME]``; for a message root, ``BODY[HEADER]``);
+- ``raw[p.body_start:p.body_end]``: the body (``BODY[n]``), without the line break
+  before the next boundary (RFC 2046 section 5.1.1);
+- header tuples ``(name, field_start, value_start, end)``: ``raw[field_start:end]`` is
+  the whole field including its final line break, ``raw[value_start:end]`` its value.
+"""
+
+__version__: str
+
+MIME_MAX_DEPTH: int
+"""Deepest container nesting kept; a multipart or message/rfc822 at this depth is a leaf."""
+
+Mailbox = tuple[str | None, str | None]
+"""(display name decoded to str, or None; address ``local@domain``, or None)."""
+
+HeaderField = tuple[str, int, int, int]
+"""(name as written, field start, value start, end)."""
+
+class Message:
+    """A parsed message: the top-level one, or the one inside a message/rfc822 part."""
+
+    @property
+    def raw(self) -> bytes:
+        """The outermost raw message (the object given to ``parse_message``)."""
+    @property
+    def start(self) -> int:
+        """Where this message starts in ``raw`` (0, or the body start of its part)."""
+    @property
+    def end(self) -> int: ...
+    @property
+    def size(self) -> int:
+        """``end - start``: RFC822.SIZE of this message."""
+    @property
+    def parts(self) -> list[Part]:
+        """All parts of this message in document order; index 0 is the root. Parts of
+        nested messages are not included (see ``Part.message``)."""
+    def part(self, index: int) -> Part:
+        """``parts[index]`` without building the whole list; IndexError if absent."""
+    @property
+    def text_body(self) -> list[int]:
+        """RFC 8621 textBody: indexes into ``parts``."""
+    @property
+    def html_body(self) -> list[int]:
+        """RFC 8621 htmlBody."""
+    @property
+    def attachments(self) -> list[int]:
+        """RFC 8621 attachments (a message/rfc822 part counts as one attachment)."""
+    @property
+    def subject(self) -> str | None:
+        """Decoded Subject (RFC 2047, charset to UTF-8); None when absent."""
+    @property
+    def from_(self) -> list[Mailbox]: ...
+    @property
+    def sender(self) -> list[Mailbox]: ...
+    @property
+    def reply_to(self) -> list[Mailbox]: ...
+    @property
+    def to(self) -> list[Mailbox]: ...
+    @property
+    def cc(self) -> list[Mailbox]: ...
+    @property
+    def bcc(self) -> list[Mailbox]: ...
+    def address_groups(self, field: str) -> list[tuple[str | None, list[Mailbox]]]:
+        """Addresses of ``field`` ("from", "sender", "reply-to", "to", "cc", "bcc") as
+        ``(group name or None for ungrouped, mailboxes)``. ValueError for other names."""
+    @property
+    def date(self) -> int | None:
+        """Date as seconds since the Unix epoch; None when absent or unparseable."""
+    @property
+    def date_raw(self) -> str | None:
+        """The Date field's value as written (unfolded, trimmed)."""
+    @property
+    def message_id(self) -> str | None:
+        """First id of Message-ID, without angle brackets."""
+    @property
+    def in_reply_to(self) -> list[str]: ...
+    @property
+    def references(self) -> list[str]: ...
+    @property
+    def preview(self) -> str:
+        """Up to 256 characters of the text body, HTML converted, white space collapsed."""
+    @property
+    def headers(self) -> list[HeaderField]:
+        """The header fields of this message, in order."""
+    def header(self, name: str) -> bytes | None:
+        """Raw value of the last field ``name`` (case-insensitive), or None."""
+    def decoded_body(self, index: int) -> str | bytes:
+        """Content of ``parts[index]``: str (UTF-8 decoded) for text parts, transfer-
+        decoded bytes otherwise, the raw body for containers. IndexError if absent."""
+    def __len__(self) -> int: ...
+
+class Part:
+    """One MIME entity of a ``Message``."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def content_type(self) -> str:
+        """Lower-case media type; "text" (or "message" in multipart/digest) by default."""
+    @property
+    def subtype(self) -> str:
+        """Lower-case subtype; "plain" (or "rfc822") by default."""
+    @property
+    def mime_type(self) -> str:
+        """``content_type + "/" + subtype``."""
+    @property
+    def params(self) -> list[tuple[str, str]]:
+        """Content-Type parameters in order; names lower-case, RFC 2231 values decoded."""
+    def param(self, name: str) -> str | None: ...
+    @property
+    def charset(self) -> str | None: ...
+    @property
+    def encoding(self) -> str | None:
+        """Content-Transfer-Encoding, lower-case; None when absent."""
+    @property
+    def content_id(self) -> str | None:
+        """Content-ID without angle brackets."""
+    @property
+    def description(self) -> str | None:
+        """Content-Description, RFC 2047 decoded."""
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def disposition(self) -> str | None:
+        """Content-Disposition type, lower-case."""
+    @property
+    def disposition_params(self) -> list[tuple[str, str]]: ...
+    @property
+    def filename(self) -> str | None:
+        """Disposition ``filename``, else Content-Type ``name`` (RFC 8621 ``name``)."""
+    @property
+    def language(self) -> list[str]: ...
+    @property
+    def header_start(self) -> int: ...
+    @property
+    def body_start(self) -> int: ...
+    @property
+    def body_end(self) -> int: ...
+    @property
+    def size(self) -> int:
+        """Body size in octets, as transferred."""
+    @property
+    def lines(self) -> int:
+        """Body lines: line breaks, plus one for a last line without one."""
+    @property
+    def children(self) -> list[int]:
+        """Indexes of the direct children (multipart); may be empty for broken input
+        or at ``MIME_MAX_DEPTH``."""
+    @property
+    def is_multipart(self) -> bool: ...
+    @property
+    def is_text(self) -> bool:
+        """True when ``decoded()`` returns str."""
+    @property
+    def is_html(self) -> bool: ...
+    @property
+    def encoding_problem(self) -> bool:
+        """The body did not decode as declared and is exposed as raw text."""
+    @property
+    def message(self) -> Message | None:
+        """The nested message of a message/rfc822 part; None when its body is transfer-
+        encoded, empty, or at ``MIME_MAX_DEPTH``."""
+    @property
+    def headers(self) -> list[HeaderField]: ...
+    def header(self, name: str) -> bytes | None: ...
+    def decoded(self) -> str | bytes:
+        """Same as ``Message.decoded_body(self.index)``."""
+
+def parse_message(raw: bytes) -> Message:
+    """Parse an RFC 5322 message. Never raises for malformed input (TypeError if ``raw``
+    is not bytes). Runs without the GIL."""
