@@ -43,7 +43,7 @@ test-unit: build
 	$(PY) -m pytest -q tests/unit tests/protocol $(PYTEST_ARGS)
 
 cargo-test:
-	cd ext && cargo test -q --no-default-features 2>&1 | tail -n 20
+	cd ext && cargo test -q --lib
 
 bench: build
 	$(PY) -m bench
