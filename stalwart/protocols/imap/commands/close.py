@@ -1,0 +1,18 @@
+"""CLOSE (RFC 9051 6.4.1): expunge \\Deleted messages silently (read-write only), leave.
+
+No EXPUNGE responses are sent (the mailbox is no longer selected when CLOSE completes).
+"""
+
+from __future__ import annotations
+
+from .expunge import deleted_uids
+
+
+async def run(s, cmd):
+    view = s.selected
+    if not view.readonly:
+        uids = deleted_uids(s, view.uids)
+        if uids:
+            await s.store.expunge(s.account["id"], view.id, uids)
+    s.deselect()
+    return "CLOSE completed"
