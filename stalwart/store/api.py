@@ -304,6 +304,10 @@ class Store:
     def mailbox_uids(self, account: int, mailbox: int) -> list[tuple[int, int]]:
         return reader.mailbox_uids(self.kv, account, mailbox)
 
+    def mailbox_messages(self, account: int, mailbox: int) -> list[tuple[int, int, list, int]]:
+        """[(uid, email id, keywords, modseq)] in UID order, from one consistent read."""
+        return reader.mailbox_messages(self.kv, account, mailbox)
+
     def get_email(self, account: int, email_id: int) -> dict | None:
         return reader.get_email(self.kv, account, email_id)
 
@@ -318,6 +322,18 @@ class Store:
         return await self._write("append", account=account, mailbox=mailbox, blob=blob,
                                  size=len(message), received=received, keywords=list(keywords),
                                  thread_keys=thread_keys, meta=meta)
+
+    async def append_many(self, account: int, mailbox: int, items: list[dict]) -> list[dict]:
+        """MULTIAPPEND: ``items`` of {"message": bytes, "received", "keywords",
+        "thread_keys", "meta"}; every blob is written first, then one atomic commit."""
+        wire = []
+        for item in items:
+            message = item["message"]
+            blob = await self.blobs.put_async(message)
+            wire.append({"blob": blob, "size": len(message), "received": item.get("received"),
+                         "keywords": list(item.get("keywords") or ()),
+                         "thread_keys": item.get("thread_keys"), "meta": item.get("meta")})
+        return await self._write("append_many", account=account, mailbox=mailbox, items=wire)
 
     async def deliver(self, recipients: list[dict], message: bytes, *,
                       received: int | None = None, thread_keys: dict | None = None,

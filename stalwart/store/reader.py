@@ -165,6 +165,20 @@ def mailbox_uids(kv, acc: int, mbox: int) -> list[tuple[int, int]]:
     return [(keys.uid_from_key(k), keys.read_u32(v)) for k, v in _scan_prefix(kv, prefix)]
 
 
+def mailbox_messages(kv, acc: int, mbox: int) -> list[tuple[int, int, list, int]]:
+    """[(uid, email id, keywords, modseq)] of a mailbox in UID order, in one pass
+    (IMAP SELECT builds its view from this)."""
+    out = []
+    for k, v in _scan_prefix(kv, keys.mailbox_uid_prefix(acc, mbox)):
+        eid = keys.read_u32(v)
+        raw = kv.get(keys.email(acc, eid))
+        if raw is None:
+            continue
+        email = unpack(raw)
+        out.append((keys.uid_from_key(k), eid, email["kw"], email["modseq"]))
+    return out
+
+
 def vanished_since(kv, acc: int, mbox: int, modseq: int) -> list[int]:
     """UIDs removed from ``mbox`` by changes newer than ``modseq`` (QRESYNC VANISHED)."""
     prefix = keys.vanished_prefix(acc, mbox)

@@ -317,3 +317,21 @@ def test_scram_credentials_follow_the_password():
         assert s.get_scram_credentials("alice") is None
         assert s.get_scram_credentials("nobody") is None
     run(t())
+
+
+def test_append_many_is_all_or_nothing_and_mailbox_messages_reads_the_view():
+    async def t():
+        s, acc = await _setup(quota=200)
+        done = await s.append_many(acc, 1, [{"message": b"a" * 50, "keywords": ["$seen"]},
+                                            {"message": b"b" * 50}])
+        assert [d["uid"] for d in done] == [1, 2]
+        before = _snapshot(s)
+        with pytest.raises(StoreError) as e:
+            await s.append_many(acc, 1, [{"message": b"c" * 50}, {"message": b"d" * 60}])
+        assert e.value.code == "over_quota"
+        assert _snapshot(s) == before
+        view = s.mailbox_messages(acc, 1)
+        assert [(u, i, kw) for u, i, kw, _ in view] == [(1, done[0]["id"], ["$seen"]),
+                                                        (2, done[1]["id"], [])]
+        assert all(m == done[1]["modseq"] or m == done[0]["modseq"] for *_, m in view)
+    run(t())

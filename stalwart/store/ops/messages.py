@@ -152,6 +152,30 @@ def append(c: OpCtx, account: Any, mailbox: Any, blob: Any, size: Any, received:
 
 
 @operation
+def append_many(c: OpCtx, account: Any, mailbox: Any, items: Any) -> list:
+    """IMAP MULTIAPPEND (RFC 3502): several messages into one mailbox, all or none.
+
+    ``items``: [{"blob", "size", "received", "keywords", "thread_keys", "meta"}]."""
+    acc = _int(account, "account", maximum=2**32 - 1)
+    c.account_state(acc)
+    mailbox = _int(mailbox, "mailbox", maximum=2**32 - 1)
+    _require(isinstance(items, (list, tuple)) and items, "items must be a non-empty list")
+    _require(len(items) <= 10000, "too many messages in one append")
+    out = []
+    for item in items:
+        _require(isinstance(item, dict), "each item must be a map")
+        unknown = set(item) - {"blob", "size", "received", "keywords", "thread_keys", "meta"}
+        _require(not unknown, f"unknown item fields: {', '.join(sorted(unknown))}")
+        blob, size = _check_blob(c, item.get("blob"), item.get("size"))
+        received = item.get("received")
+        received = c.now if received is None else _int(received, "received")
+        out.append(_create_email(c, acc, mailbox, blob, size, received,
+                                 _keywords(item.get("keywords") or []),
+                                 item.get("thread_keys"), item.get("meta")))
+    return out
+
+
+@operation
 def deliver(c: OpCtx, recipients: Any, blob: Any, size: Any, received: Any = None,
             thread_keys: Any = None, meta: Any = None) -> list:
     """Local delivery of one message to several accounts, in one durable step.
