@@ -1,0 +1,146 @@
+"""What the master supervises: services (a pool or a singleton), their slots, their workers.
+
+A *service* is one process kind with a fixed number of *slots*: a pool has
+``server.workers.<protocol>`` slots, a singleton one. A slot keeps what outlives the
+process in it: its index (stable: a replacement takes the same one), its listening sockets,
+and its respawn throttle. A *worker* is one forked process in a slot.
+
+``plan(config, kinds, table)`` derives the services of a config: the singletons first
+(store, then queue and scheduler, which need the store process), then one pool per
+protocol that has listeners, each slot with one socket per bound address of each of the
+pool's listeners (taken from the ``SocketTable``, so an address kept across a reload keeps
+its sockets).
+
+The respawn throttle (``Slot.crashed``): the first crash of a slot waits
+``server.respawn-throttle``; each further crash of a worker that ran less than
+``STABLE_AFTER`` seconds doubles the delay, up to ``server.respawn-throttle-max``; a
+worker that ran longer resets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from stalwart.config import Config, Listener
+from stalwart.worker.heartbeat import Heartbeat
+from stalwart.worker.registry import POOLS, SINGLETONS
+
+from .sockets import SocketTable
+
+__all__ = ["Worker", "Slot", "Service", "plan", "STABLE_AFTER"]
+
+log = logging.getLogger("stalwart.master")
+
+#: A worker that ran this long before exiting was not crash-looping.
+STABLE_AFTER = 60.0
+
+
+@dataclass(eq=False)
+class Worker:
+    pid: int
+    kind: str
+    slot: int
+    generation: int
+    heartbeat: Heartbeat
+    started: float                      # monotonic
+    ready: bool = False                 # its loop runs serve() and beats
+    retiring: bool = False              # told to drain (SIGTERM)
+    superseded_at: float | None = None  # a reload replaced it; retires once its successor is up
+    kill_at: float | None = None        # SIGKILL deadline while retiring
+    killed: bool = False                # SIGKILL sent
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self.slot} (pid {self.pid}, generation {self.generation})"
+
+
+@dataclass(eq=False)
+class Slot:
+    index: int
+    sockets: list[tuple[Listener, socket.socket]] = field(default_factory=list)
+    worker: Worker | None = None
+    delay: float | None = None          # respawn delay after the last crash
+    crashes: int = 0                    # crashes in a row, each within STABLE_AFTER of start
+    not_before: float = 0.0             # monotonic time before which no respawn
+
+    def crashed(self, now: float, ran_for: float, base: float, cap: float) -> float:
+        """Record a crash; return the delay before the next start."""
+        if self.delay is None or ran_for >= STABLE_AFTER:
+            self.delay, self.crashes = base, 1
+        else:
+            self.delay = min(max(self.delay, 0.05) * 2, max(cap, base))
+            self.crashes += 1
+        self.not_before = now + self.delay
+        return self.delay
+
+    def inherit(self, old: "Slot") -> None:
+        """Keep the throttle of the slot this one replaces in a reload."""
+        self.delay, self.crashes, self.not_before = old.delay, old.crashes, old.not_before
+
+
+@dataclass(eq=False)
+class Service:
+    kind: str
+    singleton: bool
+    serve: Callable[[Any], Any]
+    listeners: list[Listener]
+    slots: list[Slot]
+
+    @property
+    def size(self) -> int:
+        return len(self.slots)
+
+    def ready(self) -> bool:
+        """Every slot is served, or crashing (then systemd must not wait for it forever:
+        the crash is logged and the slot keeps being restarted with its throttle)."""
+        return all((s.worker is not None and s.worker.ready) or s.crashes > 0
+                   for s in self.slots)
+
+    def describe(self) -> str:
+        if self.singleton:
+            return self.kind
+        ids = ", ".join(listener.id for listener in self.listeners)
+        return f"{self.kind} x{self.size} ({ids})"
+
+
+def plan(config: Config, kinds: dict[str, Callable[[Any], Any]],
+         table: SocketTable) -> dict[str, Service]:
+    """The services ``config`` asks for, limited to the available ``kinds``.
+
+    Binds the sockets it needs through ``table`` (between ``begin`` and ``commit``);
+    raises ``OSError`` when an address cannot be bound.
+    """
+    services: dict[str, Service] = {}
+    store_process = config.store.type == "rocksdb"
+    for kind in SINGLETONS:
+        if kind not in kinds:
+            continue
+        if kind != "store" and not store_process:
+            log.info("%s: not started (it needs the store process; storage is %s)",
+                     kind, config.store.type)
+            continue
+        if kind == "store" and not store_process:
+            continue
+        services[kind] = Service(kind, True, kinds[kind], [], [Slot(0)])
+    for protocol in POOLS:
+        listeners = config.listeners_for(protocol)
+        if not listeners:
+            continue
+        if protocol not in kinds:
+            log.warning("listeners %s (%s) are not served: the %s kind is not available in "
+                        "this build", ", ".join(repr(li.id) for li in listeners), protocol,
+                        protocol)
+            continue
+        slots = []
+        for index in range(config.pool_size(protocol)):
+            slot = Slot(index)
+            for listener in listeners:
+                for host, port in listener.bind:
+                    slot.sockets.append(
+                        (listener, table.take(host, port, index, listener.backlog)))
+            slots.append(slot)
+        services[protocol] = Service(protocol, False, kinds[protocol], listeners, slots)
+    return services

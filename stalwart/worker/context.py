@@ -1,0 +1,76 @@
+"""``WorkerContext``: everything a process kind's ``serve(ctx)`` receives from the master.
+
+The contract (docs/architecture.md, "Process kinds and the worker contract")::
+
+    async def serve(ctx: WorkerContext) -> None
+
+``serve`` starts serving ``ctx.sockets`` (already bound and listening, owned by this slot;
+the master keeps its own copy so that queued connections survive this process), waits for
+``ctx.shutdown``, then stops accepting, lets open connections finish for up to
+``server.shutdown-timeout`` seconds, and returns. Protocol servers report their open
+connections with ``connection_opened()`` / ``connection_closed()``: the count goes into the
+process title (``stalwart: imap worker 2 [34 conns]``) and to the master with the heartbeat.
+
+``heartbeat()`` is called by the worker loop (stalwart.worker.process), never by ``serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .heartbeat import DRAINING, SERVING, Heartbeat
+
+if TYPE_CHECKING:
+    from stalwart.config import Config, Listener
+
+__all__ = ["WorkerContext"]
+
+
+@dataclass(eq=False)
+class WorkerContext:
+    kind: str                                          # "imap", "store", ...
+    slot: int                                          # stable index within the pool
+    generation: int                                    # bumped by each config reload
+    config: "Config"
+    sockets: list[tuple["Listener", socket.socket]] = field(default_factory=list)
+    admin_socket: socket.socket | None = None          # run/admin.sock, http workers only
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: int = 0                               # open client connections
+    _heartbeat: Heartbeat | None = field(default=None, repr=False)
+
+    @property
+    def singleton(self) -> bool:
+        from .registry import SINGLETONS
+        return self.kind in SINGLETONS
+
+    @property
+    def title(self) -> str:
+        """The process title: ``stalwart: imap worker 2 [34 conns]`` or ``stalwart: store``."""
+        if self.singleton:
+            text = f"stalwart: {self.kind}"
+        else:
+            text = f"stalwart: {self.kind} worker {self.slot} [{self.connections} conns]"
+        if self.shutdown.is_set():
+            text += " (draining)"
+        return text
+
+    @property
+    def label(self) -> str:
+        """The name of this process in log lines: ``imap.2``, ``store``."""
+        return self.kind if self.singleton else f"{self.kind}.{self.slot}"
+
+    def connection_opened(self) -> None:
+        self.connections += 1
+
+    def connection_closed(self) -> None:
+        if self.connections > 0:
+            self.connections -= 1
+
+    def heartbeat(self) -> None:
+        """Tell the master this process is alive (called by the worker loop)."""
+        if self._heartbeat is not None:
+            self._heartbeat.beat(DRAINING if self.shutdown.is_set() else SERVING,
+                                 self.connections)
