@@ -111,9 +111,14 @@ class Store:
         return store
 
     @classmethod
-    async def open(cls, config, *, name: str | None = None, subscribe: bool = False,
+    async def open(cls, config, *, name: str | None = None, subscribe: bool = True,
                    connect_timeout: float = 10.0) -> "Store":
         """Connect a worker to the store process and open its own secondary.
+
+        With ``subscribe`` (the default) the connection receives every commit's sequence
+        number, so reads in this process see every change committed anywhere before them
+        (up to the IPC delay of the announcement); ``subscribe=False`` is for short-lived
+        tools that only read their own writes.
 
         ``name`` identifies the secondary's directory (default: this process's pid); the
         directory is removed when the store is closed.
@@ -128,7 +133,7 @@ class Store:
 
     @classmethod
     async def connect(cls, data_path: Path, blob_path: Path, socket_path: Path,
-                      secondary_path: Path, *, subscribe: bool = False,
+                      secondary_path: Path, *, subscribe: bool = True,
                       connect_timeout: float = 10.0) -> "Store":
         from .backends.rocksdb import RocksSecondary
         from .client import StoreClient

@@ -91,7 +91,10 @@ class StoreClient:
                 delay = min(delay * 2, 0.25)
         self._proto = proto
         if self.on_event is not None:
-            await self._call_on(proto, "subscribe", {})
+            _, seqno = await self._call_on(proto, "subscribe", {})
+            # Events sent while we were away are lost; the watermark of the reply makes the
+            # next read catch up with everything committed until now.
+            self.on_event({}, seqno)
         if self._ever_connected and self.on_reconnect is not None:
             self.on_reconnect()
         self._ever_connected = True

@@ -145,11 +145,10 @@ class StoreServer:
             seqno = self.db.write(txn.writes)
             self.commits += 1
             conn.send([req_id, 0, result, seqno])
-            if events:
-                frame = encode([0, "event", events, seqno])
-                for other in self.conns:
-                    if other.subscribed and not other.closed:
-                        other.transport.write(frame)
+            frame = encode([0, "event", events, seqno])
+            for other in self.conns:
+                if other.subscribed and not other.closed:
+                    other.transport.write(frame)
             return
         self._current.update(txn.writes)
         self._current_replies.append((conn, req_id, result))
@@ -240,11 +239,13 @@ class StoreServer:
         self.commits += 1
         for conn, req_id, result in replies:
             conn.send([req_id, 0, result, seqno])
-        if events:
-            frame = encode([0, "event", events, seqno])
-            for conn in self.conns:
-                if conn.subscribed and not conn.closed:
-                    conn.transport.write(frame)
+        # Every commit is announced, even one that changed no account (a domain, say):
+        # the sequence number is the watermark that tells each worker's secondary it is
+        # behind, so a read in any process after this point sees the commit.
+        frame = encode([0, "event", events, seqno])
+        for conn in self.conns:
+            if conn.subscribed and not conn.closed:
+                conn.transport.write(frame)
         if self._current_replies:
             self._schedule()
         else:
