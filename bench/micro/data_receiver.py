@@ -2,7 +2,7 @@
 
     python -m bench.micro.data_receiver [--rounds 5] [--limit N] [--json FILE]
 
-Input: the real messages of ``/work/shared/corpora/spamassassin-dev.tar.gz``, each turned
+Input: the real messages of ``../shared/corpora/spamassassin-dev.tar.gz`` (beside the repository; ``STALWART_CORPUS`` overrides), each turned
 into what a client sends after ``354``: the mbox ``From `` line removed, line ends made CRLF
 (``\\r\\n``, ``\\n`` and a lone ``\\r`` each become CRLF, as smtplib does), lines starting
 with "." dot-stuffed, then ``.<CRLF>``. Two workloads, each in 4 KiB and 64 KiB pieces:
@@ -48,7 +48,8 @@ from stalwart.protocols.base import NEED_DATA
 from stalwart.protocols.smtp import _data as cy
 from stalwart.protocols.smtp import data_ref as ref
 
-CORPUS = Path("/work/shared/corpora/spamassassin-dev.tar.gz")
+CORPUS = Path(os.environ.get("STALWART_CORPUS", Path(__file__).resolve().parents[2].parent
+                                / "shared" / "corpora" / "spamassassin-dev.tar.gz"))
 CHUNK_SIZES = (4096, 65536)
 FACTS = ("size", "header_size", "body_size", "bare_lf_count", "bare_cr_count", "nul_count",
          "eight_bit_count", "size_exceeded")

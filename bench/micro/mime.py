@@ -3,7 +3,7 @@
     python -m bench.micro.mime [--rounds 5] [--corpus PATH] [--json]
 
 Both sides parse every message of the SpamAssassin corpus (4,218 real messages from 2002,
-``/work/shared/corpora/spamassassin-dev.tar.gz``; the leading mbox ``From `` line of each
+``../shared/corpora/spamassassin-dev.tar.gz`` (beside the repository; ``STALWART_CORPUS`` overrides); the leading mbox ``From `` line of each
 is stripped) to the same depth: the full part tree with each part's content type
 (descending into message/rfc822), Subject, From addresses, Message-ID, and every text
 part decoded to str. Each round times one pass over the whole corpus per side; the
@@ -32,7 +32,8 @@ from pathlib import Path
 
 from stalwart import mime
 
-CORPUS = Path(os.environ.get("STALWART_CORPUS", "/work/shared/corpora/spamassassin-dev.tar.gz"))
+CORPUS = Path(os.environ.get("STALWART_CORPUS", Path(__file__).resolve().parents[2].parent
+                                / "shared" / "corpora" / "spamassassin-dev.tar.gz"))
 
 FIELDS = ("types", "subject", "from", "message_id", "texts")
 
