@@ -378,6 +378,29 @@ class Store:
             raise StoreError("not_found", f"email {email_id} does not exist")
         return self.blobs.get(email["blob"])
 
+    # ------------------------------------------------------------------ queue
+    # The contract is written out in stalwart/queue/store.py.
+    async def queue_put(self, record: dict) -> int:
+        return await self._write("queue_put", record=record)
+
+    async def queue_update(self, id: int, record: dict) -> None:
+        await self._write("queue_update", id=id, record=record)
+
+    async def queue_delete(self, id: int) -> None:
+        await self._write("queue_delete", id=id)
+
+    def queue_get(self, id: int) -> dict | None:
+        return reader.queue_get(self.kv, id)
+
+    def queue_due(self, now: float, limit: int) -> list[dict]:
+        return reader.queue_due(self.kv, now, limit)
+
+    def queue_next_due(self) -> float | None:
+        return reader.queue_next_due(self.kv)
+
+    def queue_list(self, limit: int = 1000, after: int = 0) -> list[dict]:
+        return reader.queue_list(self.kv, limit, after)
+
     # ------------------------------------------------------------------ changes
     def account_state(self, account: int) -> dict | None:
         return reader.account_state(self.kv, account)

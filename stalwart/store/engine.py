@@ -280,3 +280,4 @@ def operation(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # The operations register themselves with @operation when their modules are imported.
 from .ops import directory as _directory, mailboxes as _mailboxes, messages as _messages  # noqa: E402,F401
+from .ops import queue as _queue  # noqa: E402,F401

@@ -22,6 +22,8 @@ THREAD_IDX  0x13  account u32, sha256(message-id)[:16]       thread u32
 CHANGELOG   0x14  account u32, change u64                    {"e":[c,u,d],"m":[...],"t":[...]}
 VANISHED    0x15  account u32, mailbox u32, modseq u64, uid  b""
 BLOB_REF    0x16  blob hash (32 bytes)                       refcount u32
+QUEUE       0x20  queue id u64                               the queue's record (queue/model)
+QUEUE_DUE   0x21  due time ms u64, queue id u64              b""
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ THREAD_IDX = b"\x13"
 CHANGELOG = b"\x14"
 VANISHED = b"\x15"
 BLOB_REF = b"\x16"
+QUEUE = b"\x20"
+QUEUE_DUE = b"\x21"
 
 #: Subspaces holding one account's data, each starting with the account u32.
 ACCOUNT_SUBSPACES = (ACCOUNT, MAILBOX, MAILBOX_UID, EMAIL, THREAD_IDX, CHANGELOG, VANISHED)
@@ -157,6 +161,26 @@ def vanished_parse(key: bytes) -> tuple[int, int]:
 
 def blob_ref(blob_hash: bytes) -> bytes:
     return BLOB_REF + blob_hash
+
+
+_U64U64 = struct.Struct(">QQ")
+
+
+def queue(qid: int) -> bytes:
+    return QUEUE + _U64.pack(qid)
+
+
+def queue_id_from_key(key: bytes) -> int:
+    return _U64.unpack_from(key, 1)[0]
+
+
+def queue_due(due_ms: int, qid: int) -> bytes:
+    return QUEUE_DUE + _U64U64.pack(due_ms, qid)
+
+
+def queue_due_parse(key: bytes) -> tuple[int, int]:
+    """(due in ms, queue id) of a QUEUE_DUE key."""
+    return _U64U64.unpack_from(key, 1)
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

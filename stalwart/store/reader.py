@@ -255,3 +255,39 @@ def changes_since(kv, acc: int, collection: str, since: int, max_changes: int = 
         new_state = current
     return {"old_state": since, "new_state": new_state, "has_more": has_more,
             "created": list(created), "updated": list(updated), "destroyed": list(destroyed)}
+
+
+# --------------------------------------------------------------------------- queue
+
+def queue_get(kv, qid: int) -> dict | None:
+    return _load(kv, keys.queue(qid))
+
+
+def queue_due(kv, now: float, limit: int) -> list[dict]:
+    """Entries due at or before ``now`` (epoch seconds), earliest first."""
+    end = keys.queue_due(int(now * 1000), 2**64 - 1)
+    out = []
+    for k, _ in kv.scan(keys.QUEUE_DUE, keys.prefix_end(end)):
+        if len(out) >= limit:
+            break
+        record = _load(kv, keys.queue(keys.queue_due_parse(k)[1]))
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def queue_next_due(kv) -> float | None:
+    for k, _ in _scan_prefix(kv, keys.QUEUE_DUE):
+        record = _load(kv, keys.queue(keys.queue_due_parse(k)[1]))
+        if record is not None:
+            return float(record["due"])
+    return None
+
+
+def queue_list(kv, limit: int = 1000, after: int = 0) -> list[dict]:
+    out = []
+    for _, v in kv.scan(keys.queue(after + 1), keys.prefix_end(keys.QUEUE)):
+        if len(out) >= limit:
+            break
+        out.append(unpack(v))
+    return out
