@@ -7,7 +7,8 @@
   unsolicited updates); ``mailboxes``: IMAP names of the store's mailbox tree.
 - ``encode``, ``message``, ``flags``, ``mutf7``: response encoding, ENVELOPE /
   BODYSTRUCTURE / sections over the Rust MIME parser, flag mapping, modified UTF-7.
+- ``sorting``: SORT keys, base subjects and THREAD algorithms (RFC 5256, RFC 5957).
+- ``server``: ``serve(ctx)`` for the imap pool and the asyncio adapter (TLS, STARTTLS,
+  backpressure, timeouts, drain, store change events driving IDLE).
 - ``testing``: the transcript harness used by tests/protocol/test_imap_*.py.
-
-The asyncio adapter (sockets, TLS, timeouts) is not part of this package yet.
 """

@@ -48,11 +48,14 @@ from .types import (
     Append, AppendMessage, Authenticate, Command, Continuation, CopyMove, Create, Enable,
     Expunge, Fetch, FetchItem, Id, IdleDone, ImapError, ListCmd, Login, Lsub, Mailbox,
     Qresync, Rename, SaslResponse, Search, Section, Select, SequenceSet, Status, Store,
+    QuotaCmd, Replace, Sort, Thread,
 )
 
 __all__ = ["Parser", "Limits", "NEED_DATA", "parse_command"]
 
 MAX_U32 = 2**32 - 1
+#: Commands whose literal is a message: APPENDLIMIT applies, a refusal is NO [TOOBIG].
+_MESSAGE_COMMANDS = frozenset({"APPEND", "REPLACE", "UID REPLACE"})
 MAX_U63 = 2**63 - 1
 
 
@@ -623,27 +626,65 @@ def _status(c: _Cursor) -> Status:
     return Status(name, _status_items(c))
 
 
+def _append_message(c: _Cursor) -> AppendMessage:
+    """``[flag-list SP] [date-time SP] literal`` (RFC 9051 append-message, RFC 3516)."""
+    flags: tuple[str, ...] = ()
+    when = None
+    if c.peek() == 0x28:
+        flags = c.flag_list(allow_recent=False)
+        c.sp()
+    if c.peek() == 0x22:
+        when = c.date_time()
+        c.sp()
+    if c.peek() not in (0x7B, 0x7E):
+        raise _Bad("Expected the message as a literal")
+    data, binary = c.literal()
+    c.arg()
+    return AppendMessage(flags, when, data, binary)
+
+
 def _append(c: _Cursor) -> Append:
     c.sp()
     name = c.mailbox()
     messages = []
     while c.take(b" "):
-        flags: tuple[str, ...] = ()
-        when = None
-        if c.peek() == 0x28:
-            flags = c.flag_list(allow_recent=False)
-            c.sp()
-        if c.peek() == 0x22:
-            when = c.date_time()
-            c.sp()
-        if c.peek() not in (0x7B, 0x7E):
-            raise _Bad("Expected the message as a literal")
-        data, binary = c.literal()
-        c.arg()
-        messages.append(AppendMessage(flags, when, data, binary))
+        messages.append(_append_message(c))
     if not messages:
         raise _Bad("APPEND needs a message")
     return Append(name, tuple(messages))
+
+
+def _replace(c: _Cursor) -> Replace:
+    """RFC 8508: ``REPLACE SP seq-number SP mailbox SP append-message`` (UID form too)."""
+    c.sp()
+    number = c.number(nonzero=True)
+    c.sp()
+    name = c.mailbox()
+    c.sp()
+    return Replace(number, name, _append_message(c))
+
+
+# -- QUOTA (RFC 9208)
+
+_QUOTA_RESOURCES = frozenset({"STORAGE", "MESSAGE", "MAILBOX", "ANNOTATION-STORAGE"})
+
+
+def _quota_root(c: _Cursor) -> QuotaCmd:
+    c.sp()
+    return QuotaCmd(c.text(c.astring(), "Quota root"))
+
+
+def _set_quota(c: _Cursor) -> QuotaCmd:
+    c.sp()
+    root = c.text(c.astring(), "Quota root")
+    c.sp()
+
+    def resource() -> tuple[str, int]:
+        name = c.atom("a resource name").upper()
+        c.sp()
+        return name, c.number(MAX_U63)
+
+    return QuotaCmd(root, c.paren_list(resource))
 
 
 def _copy_move(c: _Cursor) -> CopyMove:
@@ -934,6 +975,65 @@ def _search_key(c: _Cursor, charset: str) -> tuple:
     raise _Bad(f"Unknown search key {word}")
 
 
+def _charset(c: _Cursor) -> tuple[str, str]:
+    """A CHARSET argument: (name as sent upper case, Python codec)."""
+    charset = c.text(c.astring(), "Charset").upper()
+    try:
+        return charset, codecs.lookup(charset).name
+    except LookupError:
+        raise _Bad(f"Unsupported charset {charset}", "NO", "BADCHARSET (UTF-8 US-ASCII)") \
+            from None
+
+
+def _search_criteria(c: _Cursor) -> tuple[str, tuple]:
+    """``charset 1*(SP search-key)`` of SORT and THREAD (the charset is mandatory there)."""
+    charset, codec = _charset(c)
+    keys = []
+    while c.take(b" "):
+        keys.append(_search_key(c, codec))
+    if not keys:
+        raise _Bad("Expected search keys")
+    return charset, ("and", tuple(keys))
+
+
+SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
+                       "DISPLAYFROM", "DISPLAYTO"})
+THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+
+
+def _sort(c: _Cursor) -> Sort:
+    """RFC 5256 3: ``SORT SP sort-criteria SP search-criteria``; DISPLAY keys RFC 5957."""
+    c.sp()
+
+    def criterion() -> tuple[bool, str]:
+        word = c.atom("a sort key").upper()
+        reverse = word == "REVERSE"
+        if reverse:
+            c.sp()
+            word = c.atom("a sort key").upper()
+        if word not in SORT_KEYS:
+            raise _Bad(f"Unknown sort key {word[:40]}")
+        return reverse, word
+
+    criteria = c.paren_list(criterion)
+    if not criteria:
+        raise _Bad("Expected at least one sort key")
+    c.sp()
+    charset, key = _search_criteria(c)
+    return Sort(criteria, key, charset)
+
+
+def _thread(c: _Cursor) -> Thread:
+    """RFC 5256 3: ``THREAD SP thread-alg SP search-criteria``."""
+    c.sp()
+    algorithm = c.atom("a threading algorithm").upper()
+    if algorithm not in THREAD_ALGORITHMS:
+        raise _Bad(f"Unsupported threading algorithm {algorithm[:40]}")
+    c.sp()
+    charset, key = _search_criteria(c)
+    return Thread(algorithm, key, charset)
+
+
 def _search(c: _Cursor) -> Search:
     c.sp()
     returns = None
@@ -972,11 +1072,13 @@ _COMMANDS: dict[str, Callable[[_Cursor], object]] = {
     "RENAME": _rename, "SUBSCRIBE": _mailbox_only, "UNSUBSCRIBE": _mailbox_only,
     "LIST": _list, "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
     "SEARCH": _search, "FETCH": _fetch, "STORE": _store, "COPY": _copy_move,
-    "MOVE": _copy_move,
+    "MOVE": _copy_move, "SORT": _sort, "THREAD": _thread, "REPLACE": _replace,
+    "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox_only, "SETQUOTA": _set_quota,
 }
 _UID_COMMANDS: dict[str, Callable[[_Cursor], object]] = {
     "FETCH": _fetch, "STORE": _store, "COPY": _copy_move, "MOVE": _copy_move,
-    "SEARCH": _search, "EXPUNGE": _uid_expunge,
+    "SEARCH": _search, "EXPUNGE": _uid_expunge, "SORT": _sort, "THREAD": _thread,
+    "REPLACE": _replace,
 }
 COMMAND_NAMES = frozenset(_COMMANDS) | frozenset(f"UID {n}" for n in _UID_COMMANDS)
 
@@ -1168,8 +1270,8 @@ class Parser:
         total = self._size + size
         if size > limit or total > self._command_limit(name):
             tag = self._tag
-            what = "Message" if name == "APPEND" else "Literal"
-            reply = "NO" if name == "APPEND" else "BAD"
+            what = "Message" if name in _MESSAGE_COMMANDS else "Literal"
+            reply = "NO" if name in _MESSAGE_COMMANDS else "BAD"
             self._reset()
             close = False
             if nonsync:
@@ -1184,6 +1286,8 @@ class Parser:
         self._size = total
         self._literal_left = size
         self._literal8 = binary
+        if size == 0:
+            self._literals.append((b"", binary))  # nothing to wait for: complete already
         if not nonsync:
             return Continuation(self._tag or "*", name, size)
         return None
@@ -1195,7 +1299,10 @@ class Parser:
     def _literal_size_limit(self, name: str) -> int:
         if self._literal_limit is not None:
             return self._literal_limit(name)
-        return self.limits.max_append if name == "APPEND" else self.limits.max_literal
+        return self.limits.max_append if name in _MESSAGE_COMMANDS else self.limits.max_literal
 
     def _command_limit(self, name: str) -> int:
-        return self.limits.max_append_total if name == "APPEND" else self.limits.max_command
+        if name == "APPEND":
+            return self.limits.max_append_total
+        return self.limits.max_append + self.limits.max_line if name in _MESSAGE_COMMANDS \
+            else self.limits.max_command

@@ -36,15 +36,13 @@ class SelectedMailbox:
         self.uidvalidity = record["uidvalidity"]
         self.uidnext = record["uidnext"]
         self.known_modseq = record["hms"]
-        pairs = store.mailbox_uids(account, self.id)
-        self.uids: list[int] = [u for u, _ in pairs]
-        self.eids: dict[int, int] = dict(pairs)
+        rows = store.mailbox_messages(account, self.id)   # one consistent read
+        self.uids: list[int] = [row[0] for row in rows]
+        self.eids: dict[int, int] = {uid: eid for uid, eid, _, _ in rows}
         self.flags: dict[int, tuple[frozenset, int]] = {}
         self.keywords: set[str] = set()
-        for uid, eid in pairs:
-            email = store.get_email(account, eid)
-            if email is not None:
-                self._cache(uid, email)
+        for uid, _, keywords, modseq in rows:
+            self._cache(uid, {"kw": keywords, "modseq": modseq})
         self.pending_expunge: set[int] = set()
         self.saved: set[int] = set()
 

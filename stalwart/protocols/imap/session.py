@@ -48,6 +48,8 @@ from .types import Command, Continuation, IdleDone, ImapError, SaslResponse
 log = logging.getLogger("stalwart.imap")
 
 PREAUTH_LITERAL = 8192
+#: Commands whose literal is a message (limited by APPENDLIMIT, RFC 7889).
+APPEND_COMMANDS = frozenset({"APPEND", "REPLACE", "UID REPLACE"})
 MESSAGE_CACHE = 16
 
 
@@ -89,8 +91,9 @@ STORE_CODES = {"not_found": "NONEXISTENT", "exists": "ALREADYEXISTS", "in_use": 
 class ImapSession:
     def __init__(self, store, *, tls_active: bool = False, tls_available: bool = True,
                  allow_plain_without_tls: bool = False, limits: Limits | None = None,
-                 server_name: str = "Stalwart") -> None:
+                 server_name: str = "Stalwart", remote_ip: str = "") -> None:
         self.store = store
+        self.remote_ip = remote_ip
         self.tls_active = tls_active
         self.tls_available = tls_available
         self.allow_plain_without_tls = allow_plain_without_tls
@@ -143,25 +146,44 @@ class ImapSession:
 
     async def process(self) -> None:
         """Run every complete command buffered so far, writing the responses."""
+        while await self.step():
+            pass
+
+    async def step(self) -> bool:
+        """Run the next complete command (or IDLE/SASL line) buffered, if there is one.
+
+        Returns False when nothing more can be done now: more input is needed, the session
+        is closed, or TLS must start first. The adapter calls this in a loop and sends
+        ``data_to_send()`` between steps, so a client that pipelines many commands without
+        reading the answers is held back by the transport's buffer, not by memory here.
+        """
         from .commands import authenticate
-        while not self.closed and not self.want_starttls:
-            try:
-                event = self.parser.next_event()
-            except ImapError as exc:
-                self.write(exc.response())
-                if exc.close:
-                    self.close()
-                continue
-            if event is NEED_DATA:
-                return
-            if isinstance(event, Continuation):
-                self._continuation(event)
-            elif isinstance(event, SaslResponse):
-                await authenticate.respond(self, event.data)
-            elif isinstance(event, IdleDone):
-                await self._end_idle()
-            elif isinstance(event, Command):
-                await self.dispatch(event)
+        if self.closed or self.want_starttls:
+            return False
+        try:
+            event = self.parser.next_event()
+        except ImapError as exc:
+            self.write(exc.response())
+            if exc.close:
+                self.close()
+            return not self.closed
+        if event is NEED_DATA:
+            return False
+        if isinstance(event, Continuation):
+            self._continuation(event)
+        elif isinstance(event, SaslResponse):
+            await authenticate.respond(self, event.data)
+        elif isinstance(event, IdleDone):
+            await self._end_idle()
+        elif isinstance(event, Command):
+            await self.dispatch(event)
+        return not self.closed and not self.want_starttls
+
+    def bye(self, text: str) -> None:
+        """End the session from the server side (shutdown, autologout): BYE, closed."""
+        if not self.closed:
+            self.untagged(f"BYE {text}")
+            self.close()
 
     async def idle_poll(self) -> None:
         """While IDLE: report what changed in the store (call after ``on_wakeup``)."""
@@ -193,6 +215,7 @@ class ImapSession:
         if self.state is State.NOT_AUTHENTICATED:
             if self.tls_available and not self.tls_active:
                 caps.append("STARTTLS")
+            caps.append("AUTH=SCRAM-SHA-256")
             if self.plaintext_allowed():
                 caps.append("AUTH=PLAIN")
             else:
@@ -202,14 +225,16 @@ class ImapSession:
                  "SEARCHRES", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
                  "LIST-STATUS", "CHILDREN", "UNSELECT", "BINARY", "MULTIAPPEND",
                  "STATUS=SIZE", "WITHIN", "UTF8=ACCEPT", "PREVIEW",
-                 f"APPENDLIMIT={self.limits.max_append}"]
+                 f"APPENDLIMIT={self.limits.max_append}", "SORT", "SORT=DISPLAY",
+                 "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
+                 "REPLACE"]
         return " ".join(caps)
 
     # ------------------------------------------------------------------ dispatch
     def _literal_limit(self, name: str) -> int:
         if self.state is State.NOT_AUTHENTICATED:
             return min(PREAUTH_LITERAL, self.limits.max_literal)
-        return self.limits.max_append if name == "APPEND" else self.limits.max_literal
+        return self.limits.max_append if name in APPEND_COMMANDS else self.limits.max_literal
 
     def _continuation(self, event: Continuation) -> None:
         from .commands import REGISTRY

@@ -31,7 +31,8 @@ __all__ = [
     "ImapError", "Command", "Continuation", "IdleDone", "SaslResponse", "SequenceSet",
     "Section", "FetchItem", "Login", "Authenticate", "Mailbox", "Rename", "Create",
     "Select", "Qresync", "ListCmd", "Lsub", "Status", "AppendMessage", "Append", "Search",
-    "Fetch", "Store", "CopyMove", "Expunge", "Enable", "Id", "SEARCH_KEYS",
+    "Fetch", "Store", "CopyMove", "Expunge", "Enable", "Id", "Sort", "Thread", "Replace",
+    "QuotaCmd", "SEARCH_KEYS",
 ]
 
 
@@ -167,7 +168,8 @@ class Authenticate:
 
 @dataclass(frozen=True)
 class Mailbox:
-    """Commands whose only argument is a mailbox (DELETE, SUBSCRIBE, UNSUBSCRIBE)."""
+    """Commands whose only argument is a mailbox (DELETE, SUBSCRIBE, UNSUBSCRIBE,
+    GETQUOTAROOT)."""
     name: str
 
 
@@ -280,6 +282,40 @@ class Enable:
 @dataclass(frozen=True)
 class Id:
     params: tuple[tuple[str, str | None], ...] | None
+
+
+@dataclass(frozen=True)
+class Sort:
+    """SORT (RFC 5256): ``criteria`` are (reverse, key) with key upper case (ARRIVAL, CC,
+    DATE, FROM, SIZE, SUBJECT, TO, DISPLAYFROM, DISPLAYTO); ``key`` as in ``Search``."""
+    criteria: tuple[tuple[bool, str], ...]
+    key: tuple
+    charset: str
+
+
+@dataclass(frozen=True)
+class Thread:
+    """THREAD (RFC 5256): ``algorithm`` is ORDEREDSUBJECT or REFERENCES."""
+    algorithm: str
+    key: tuple
+    charset: str
+
+
+@dataclass(frozen=True)
+class Replace:
+    """REPLACE / UID REPLACE (RFC 8508): message ``number`` (or UID) replaced by
+    ``message`` appended to mailbox ``name``."""
+    number: int
+    name: str
+    message: AppendMessage
+
+
+@dataclass(frozen=True)
+class QuotaCmd:
+    """GETQUOTA / SETQUOTA (RFC 9208): a quota root; SETQUOTA's (resource, limit) pairs.
+    GETQUOTAROOT parses as ``Mailbox``."""
+    root: str
+    limits: tuple[tuple[str, int], ...] = ()
 
 
 #: Search keys and their operands, as produced by the parser.

@@ -3,8 +3,8 @@
 Each module has ``async def run(session, command)`` returning the text of the tagged OK
 (or ``(text, response code)``), or None when it answered itself; it raises
 ``session.Reply`` (``No``/``Bad``) to fail. ``allows_expunge`` is False for the commands
-during which RFC 9051 section 7.5 forbids EXPUNGE responses (FETCH, STORE, SEARCH; their
-UID forms allow them).
+during which RFC 9051 section 7.5 forbids EXPUNGE responses (FETCH, STORE, SEARCH, and
+SORT/THREAD which RFC 5256 4 treats like SEARCH; their UID forms allow them).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Awaitable, Callable
 from ..session import ANY, AUTH, NOT_AUTH, SELECTED
 from . import (
     append, authenticate, capability, check, close, copy, create, delete, enable, expunge,
-    fetch, idle, login, logout, lsub, move, namespace, noop, rename, search, select,
-    starttls, status, store, subscribe, unselect,
+    fetch, idle, login, logout, lsub, move, namespace, noop, quota, rename, replace, search,
+    select, sort, starttls, status, store, subscribe, thread, unselect,
 )
 from . import id as id_cmd, list as list_cmd
 
@@ -65,4 +65,13 @@ REGISTRY: dict[str, Spec] = {
     "UID COPY": Spec(copy.run, SELECTED),
     "MOVE": Spec(move.run, SELECTED),
     "UID MOVE": Spec(move.run, SELECTED),
+    "SORT": Spec(sort.run, SELECTED, allows_expunge=False),
+    "UID SORT": Spec(sort.run, SELECTED),
+    "THREAD": Spec(thread.run, SELECTED, allows_expunge=False),
+    "UID THREAD": Spec(thread.run, SELECTED),
+    "REPLACE": Spec(replace.run, SELECTED),
+    "UID REPLACE": Spec(replace.run, SELECTED),
+    "GETQUOTA": Spec(quota.getquota, AUTH),
+    "GETQUOTAROOT": Spec(quota.getquotaroot, AUTH),
+    "SETQUOTA": Spec(quota.setquota, AUTH),
 }

@@ -3,8 +3,13 @@
 The exchange: challenges go out as "+ base64", each client line comes back as a
 ``SaslResponse`` event (the parser is in SASL mode meanwhile); "*" cancels with BAD.
 An empty initial response is sent as "=" (RFC 4959). Plaintext mechanisms need TLS unless
-configured otherwise (``NO [PRIVACYREQUIRED]``). Only PLAIN is advertised: SCRAM-SHA-256
-needs stored SCRAM credentials, which the store does not keep yet.
+configured otherwise (``NO [PRIVACYREQUIRED]``).
+
+SCRAM-SHA-256 (RFC 7677) uses the account's RFC 5803 credentials from the store
+(``store.get_scram_credentials``); an unknown user runs the exchange to the end and fails
+like a wrong password. IMAP has no room for additional data with success (RFC 9051
+6.2.2), so the server-final message ("v=...") goes out as a last "+" challenge and the
+tagged OK follows the client's empty answer.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ....sasl import Challenge, Failure, LookupCredentials, Success, VerifyPassw
 from ..session import Bad, No
 from .login import fail
 
-OFFERED = ("PLAIN",)
+OFFERED = ("SCRAM-SHA-256", "PLAIN")
 
 
 async def run(s, cmd):
@@ -48,7 +53,33 @@ async def respond(s, line: bytes) -> None:
         _end(s)
         s.tagged(cmd.tag, "BAD", "Invalid base64 in the SASL response")
         return
+    if isinstance(mech, Success):
+        # The answer to the server-final challenge: empty, then the outcome.
+        _end(s)
+        if data:
+            s.tagged(cmd.tag, "BAD", "Expected an empty response to the final challenge")
+        else:
+            _succeed(s, cmd, mech)
+        return
     await _advance(s, mech.respond(data))
+
+
+def _succeed(s, cmd, step: Success) -> None:
+    s.login(step.identity)
+    s.tagged(cmd.tag, "OK", "Authenticated", "CAPABILITY " + s.capabilities())
+
+
+def _credentials(s, step: LookupCredentials):
+    """(RFC 5803 text, account) for SCRAM, or None (unknown, disabled, no secret)."""
+    account = s.store.get_account(step.authcid)
+    if account is None or account.get("disabled"):
+        return None
+    if step.authzid:
+        other = s.store.get_account(step.authzid)
+        if other is None or other.get("id") != account.get("id"):
+            return None
+    secret = s.store.get_scram_credentials(step.authcid)
+    return None if secret is None else (secret, account)
 
 
 def _b64(text: bytes) -> bytes | None:
@@ -79,12 +110,16 @@ async def _advance(s, step) -> None:
             step = mech.resolve(account)
             continue
         if isinstance(step, LookupCredentials):
-            step = mech.resolve(None)
+            step = mech.resolve(_credentials(s, step))
             continue
+        if isinstance(step, Success) and step.final:
+            s.sasl = (cmd, step)
+            s.write(b"+ " + binascii.b2a_base64(step.final, newline=False) + b"\r\n")
+            s.parser.expect_sasl()
+            return
         _end(s)
         if isinstance(step, Success):
-            s.login(step.identity)
-            s.tagged(cmd.tag, "OK", "Authenticated", "CAPABILITY " + s.capabilities())
+            _succeed(s, cmd, step)
         elif isinstance(step, Failure):
             if step.malformed:
                 s.tagged(cmd.tag, "BAD", "Malformed SASL message")

@@ -1,7 +1,8 @@
 """CREATE (RFC 9051 6.3.4, CREATE-SPECIAL-USE RFC 6154 3).
 
 Missing superior mailboxes are created too ("a/b/c" creates "a" and "a/b"); a trailing
-separator is dropped. Refused: INBOX or an existing name (NO [ALREADYEXISTS]), an empty
+separator is dropped. New mailboxes are not subscribed (RFC 9051 6.3.4 leaves that to
+SUBSCRIBE; clients that list with LSUB expect exactly what they subscribed). Refused: INBOX or an existing name (NO [ALREADYEXISTS]), an empty
 component (NO [CANNOT]), a USE attribute we do not know (NO [USEATTR]) or one another
 mailbox already has (NO [USEATTR]).
 """
@@ -39,6 +40,6 @@ async def run(s, cmd):
             continue
         last = i == len(components) - 1
         created = await s.store.create_mailbox(acc, component, parent=parent,
-                                               role=role if last else None)
+                                               role=role if last else None, subscribed=False)
         parent = created["id"]
     return "CREATE completed"

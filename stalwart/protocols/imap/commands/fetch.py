@@ -11,6 +11,7 @@
   octets; data goes as a quoted string when it fits, else as a literal (literal8 for
   BINARY data with NUL).
 - BINARY of a part whose transfer encoding is unknown is NO [UNKNOWN-CTE].
+- With CONDSTORE enabled, a response that carries FLAGS carries MODSEQ as well.
 - A message another session expunged (not yet reported) is skipped; the non-UID form then
   ends with NO [EXPUNGEISSUED], the UID form with OK.
 """
@@ -128,6 +129,11 @@ async def run(s, cmd):
                     view._cache(uid, emails[uid])
             if "FLAGS" not in names:
                 items.append(FetchItem("FLAGS"))
+                names.add("FLAGS")
+    if s.condstore and "FLAGS" in names and "MODSEQ" not in {i.name for i in items}:
+        # RFC 7162 3.1.2: once CONDSTORE is enabled, every FETCH response carrying FLAGS
+        # carries MODSEQ too.
+        items.append(FetchItem("MODSEQ"))
     for uid, email in emails.items():
         eid = view.eids[uid]
         parts = [_item(s, item, uid, eid, email) for item in items]

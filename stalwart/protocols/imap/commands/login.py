@@ -2,16 +2,15 @@
 
 Without TLS (and without ``allow_plain_without_tls``) it is refused with
 ``NO [PRIVACYREQUIRED]`` and LOGINDISABLED is advertised (RFC 9051 6.2.3). A wrong password
-gets ``NO [AUTHENTICATIONFAILED]``; after three failures the connection is closed.
+gets ``NO [AUTHENTICATIONFAILED]``; after three failures the connection is closed. Each
+failure is logged on the stable fail2ban line (``stalwart.log.auth_failure``).
 """
 
 from __future__ import annotations
 
-import logging
-
+from .... import log as stalwart_log
 from ..session import No
 
-log = logging.getLogger("stalwart.imap")
 MAX_FAILURES = 3
 
 
@@ -25,10 +24,10 @@ async def run(s, cmd):
     return "Logged in", "CAPABILITY " + s.capabilities()
 
 
-def fail(s, tag: str, user: str):
+def fail(s, tag: str, user: str, reason: str = "invalid credentials"):
     """Answer a failed authentication (one stable log line for fail2ban)."""
     s.auth_failures += 1
-    log.warning("imap authentication failed for %r", user)
+    stalwart_log.auth_failure("imap", s.remote_ip or "-", user, reason)
     s.tagged(tag, "NO", "Invalid credentials", "AUTHENTICATIONFAILED")
     if s.auth_failures >= MAX_FAILURES:
         s.untagged("BYE Too many authentication failures")

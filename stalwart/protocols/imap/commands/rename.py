@@ -31,7 +31,8 @@ async def run(s, cmd):
     for i, component in enumerate(components[:-1]):
         existing = tree.find(SEP.join(components[:i + 1]))
         if existing is None:
-            existing = await s.store.create_mailbox(acc, component, parent=parent)
+            existing = await s.store.create_mailbox(acc, component, parent=parent,
+                                                    subscribed=False)
         parent = existing["id"]
     if old_path == "INBOX":
         target = await s.store.create_mailbox(acc, components[-1], parent=parent)

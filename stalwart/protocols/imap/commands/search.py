@@ -126,13 +126,13 @@ def _uses_modseq(key: tuple) -> bool:
     return False
 
 
-async def run(s, cmd):
+def evaluate(s, key: tuple) -> list[tuple[int, int, dict]]:
+    """(sequence number, UID, email record) of every message of the selected mailbox
+    that matches ``key``, in mailbox order (shared by SEARCH, SORT and THREAD)."""
     view = s.selected
-    args = cmd.args
-    uid_cmd = cmd.name.startswith("UID ")
     acc = s.account["id"]
     now = int(time.time())
-    found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
+    found: list[tuple[int, int, dict]] = []
     largest = view.uids[-1] if view.uids else 0
     for seq, uid in enumerate(view.uids, 1):
         email = s.store.get_email(acc, view.eids[uid])
@@ -140,8 +140,16 @@ async def run(s, cmd):
             continue  # expunged meanwhile: it can match nothing
         ctx = _Ctx(s, view, seq, uid, email, now)
         ctx.largest = largest
-        if matches(args.key, ctx):
-            found.append((seq, uid, email["modseq"]))
+        if matches(key, ctx):
+            found.append((seq, uid, email))
+    return found
+
+
+async def run(s, cmd):
+    view = s.selected
+    args = cmd.args
+    uid_cmd = cmd.name.startswith("UID ")
+    found = [(seq, uid, email["modseq"]) for seq, uid, email in evaluate(s, args.key)]
     modseq = max((m for _, _, m in found), default=0) if _uses_modseq(args.key) else None
     if modseq is not None:
         s.condstore = True

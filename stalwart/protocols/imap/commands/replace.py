@@ -1,0 +1,42 @@
+"""REPLACE and UID REPLACE (RFC 8508): append a new version, expunge the old one.
+
+Typical use: a client saving a draft again. The new message goes to the named mailbox
+(often the selected one) exactly as APPEND would put it there (APPENDLIMIT, TRYCREATE,
+OVERQUOTA apply); only once that is durable is the old message expunged from the
+selected mailbox. Responses (RFC 8508 3.4): ``* OK [APPENDUID v uid]``, then the
+EXPUNGE (or VANISHED) of the old message, then the tagged OK.
+
+Refused: a read-only mailbox (NO), a sequence number beyond the mailbox (BAD), a UID
+not in the mailbox or a message another session already expunged (NO [EXPUNGEISSUED]).
+"""
+
+from __future__ import annotations
+
+from ..session import Bad, No
+from .append import store_item, target
+
+
+async def run(s, cmd):
+    view = s.selected
+    args = cmd.args
+    if view.readonly:
+        raise No("Mailbox is read-only")
+    if cmd.name.startswith("UID "):
+        uid = args.number
+        if uid not in view.eids:
+            raise No("No message with that UID", "NONEXISTENT")
+    else:
+        if args.number > len(view):
+            raise Bad(f"Invalid message sequence number {args.number} "
+                      f"(the mailbox has {len(view)} messages)")
+        uid = view.uids[args.number - 1]
+    if uid in view.pending_expunge:
+        raise No("The message was expunged by another session", "EXPUNGEISSUED")
+    record = target(s, args.name)
+    item = store_item(args.message)
+    acc = s.account["id"]
+    [done] = await s.store.append_many(acc, record["id"], [item])
+    s.untagged(f"OK [APPENDUID {done['uidvalidity']} {done['uid']}] Replacement stored")
+    await s.store.expunge(acc, view.id, [uid])
+    s.write_all(view.expunge_responses([uid], s.qresync))
+    return "REPLACE completed"
