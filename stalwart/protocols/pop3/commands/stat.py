@@ -1,0 +1,17 @@
+"""STAT (RFC 1939 5): ``+OK count octets`` of the messages not marked deleted."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import codes
+from ._args import no_args
+
+if TYPE_CHECKING:
+    from ..machine import Pop3Machine
+
+
+def handle(m: "Pop3Machine", verb: str, arg: str) -> None:
+    if no_args(m, verb, arg):
+        count, octets = m.maildrop.stat()
+        m.reply(codes.ok(f"{count} {octets}"))
