@@ -299,9 +299,30 @@ async def serve(ctx) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     await server.start(run_dir / "store.sock")
     log.info("store: serving %s on %s", settings.path, run_dir / "store.sock")
+    principals = list(getattr(ctx.config, "principals", None) or ())
+    if principals:
+        await _sync_principals(settings, run_dir, principals)
     await ctx.shutdown.wait()
     await server.close()
     log.info("store: closed after %d operations in %d commits", server.operations, server.commits)
+
+
+async def _sync_principals(settings, run_dir: Path, principals: list[dict]) -> None:
+    """Accounts declared by a memory directory in the config become store accounts
+    (stalwart.directory.sync), through this process's own socket like any client."""
+    from ..directory.sync import sync_principals
+    from .api import Store
+
+    store = await Store.connect(Path(settings.path), Path(settings.blob_path),
+                                run_dir / "store.sock", run_dir / "secondary" / f"{os.getpid()}",
+                                subscribe=False)
+    try:
+        result = await sync_principals(store, principals)
+        log.info("store: memory directory synced: %s", result)
+    except StoreError as exc:
+        log.error("store: memory directory not synced: %s", exc)
+    finally:
+        await store.close()
 
 
 def main(argv: list[str] | None = None) -> None:

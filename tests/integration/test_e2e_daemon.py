@@ -63,3 +63,29 @@ def test_smtp_in_imap_out_through_the_master(daemon):
         pass
     assert 'auth failed: protocol=imap remote_ip=127.0.0.1 login="alice"' in daemon.log()
     assert daemon.stop() == 0
+
+
+def test_memory_directory_accounts_receive_and_read_mail(daemon):
+    smtp, imap = daemon.port(), daemon.port()
+    daemon.configure(listeners=[("smtp", "smtp", smtp), ("imap", "imap", imap)], extra="""
+[directory.memory]
+type = "memory"
+
+[[directory.memory.principals]]
+name = "jane"
+class = "individual"
+secret = "jane-password"
+email = ["jane@example.com"]
+""")
+    daemon.start()
+    daemon.wait_for(lambda: "memory directory synced" in daemon.log(), timeout=20)
+    with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as s:
+        s.sendmail("bob@remote.test", ["jane@example.com"], b"Subject: hi jane\r\n\r\nhello\r\n")
+    m = imaplib.IMAP4("127.0.0.1", imap, timeout=10)
+    try:
+        assert m.login("jane", "jane-password")[0] == "OK"
+        assert m.select("INBOX") == ("OK", [b"1"])
+        assert b"Subject: hi jane" in m.fetch("1", "(BODY.PEEK[])")[1][0][1]
+    finally:
+        m.logout()
+    assert daemon.stop() == 0
