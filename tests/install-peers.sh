@@ -2,7 +2,7 @@
 # Installs the real peers the integration tests drive (Debian packages), when missing.
 # Idempotent; needs root for apt-get. Without root it only reports what is missing.
 set -euo pipefail
-DEBS=(swaks getmail6)
+DEBS=(swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl getmail6)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")

@@ -12,8 +12,8 @@ Invariants
   total session time (``max_duration``) end the session with 421.
 - After STARTTLS, bytes the client sent before the handshake are dropped (CVE-2011-0411):
   the machine drops its own buffer and the adapter empties the stream's.
-- Each failed AUTH is logged on one stable line for fail2ban
-  (``smtp auth failed: ip=<ip> user=<login> mechanism=<name>``) and delayed by
+- Each failed AUTH is logged on the one stable line fail2ban matches
+  (``stalwart.log.auth_failure``, as every protocol does) and delayed by
   ``auth_delay`` seconds times the session's failure count.
 """
 
@@ -25,6 +25,7 @@ import ssl
 import time
 from typing import Any
 
+from stalwart import log as stalwart_log
 from stalwart import sasl
 from stalwart.protocols.base import NEED_DATA
 from stalwart.store.errors import StoreError
@@ -157,8 +158,8 @@ class SmtpHandler:
             m.answer(await self.delivery.deliver(event))
         elif isinstance(event, AuthOutcome):
             if not event.success and event.reason != "cancelled by the client":
-                log.warning("smtp auth failed: ip=%s user=%s mechanism=%s",
-                            event.session.remote_ip, event.authcid or "-", event.mechanism)
+                stalwart_log.auth_failure("smtp", event.session.remote_ip, event.authcid or "",
+                                          f"{event.mechanism}: {event.reason}")
                 await asyncio.sleep(self.auth_delay * event.failures)
         else:  # pragma: no cover - every event type is handled above
             raise AssertionError(f"unhandled SMTP event {event!r}")
