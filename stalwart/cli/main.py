@@ -1,4 +1,4 @@
-"""stalwart-cli: manage domains and accounts of a running server.
+"""stalwart-cli: manage domains, accounts and the outbound queue of a running server.
 
     stalwart-cli domain create example.org
     stalwart-cli domain list
@@ -14,6 +14,10 @@
                                      [--add-alias A] [--remove-alias A] [--rename NEW]
                                      [--enable | --disable] [--admin | --no-admin]
     stalwart-cli account delete jane
+    stalwart-cli queue list [--limit N]   # outbound mail waiting for delivery
+    stalwart-cli queue show ID
+    stalwart-cli queue retry ID           # attempt delivery now
+    stalwart-cli queue cancel ID          # remove it without notifying anyone
     stalwart-cli hash [PASSWORD]          # an argon2 hash for the config file
 
 Where the server is (first that applies): ``--url https://host:port`` (TCP/TLS with
@@ -42,6 +46,7 @@ from .client import (EXIT_ERROR, EXIT_INVALID, EXIT_OK, ApiClient, CliError, Tar
                      segment)
 
 DEFAULT_SOCKET = Path("var") / "run" / "admin.sock"
+MAX_PAGE = 1000                         # the API's largest page of queued messages
 
 
 # --------------------------------------------------------------------------- arguments
@@ -51,6 +56,12 @@ def _size(text: str) -> int:
         return output.parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return int(text)
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool, admin_password: bool = True) -> None:
@@ -87,10 +98,10 @@ def _common(parser: argparse.ArgumentParser, *, top: bool, admin_password: bool 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stalwart-cli", description="Manage the domains and accounts of a running "
-                                         "Stalwart server.")
+        prog="stalwart-cli", description="Manage the domains, accounts and outbound queue "
+                                         "of a running Stalwart server.")
     _common(parser, top=True)
-    sub = parser.add_subparsers(dest="area", required=True, metavar="{domain,account,hash}")
+    sub = parser.add_subparsers(dest="area", required=True, metavar="{domain,account,queue,hash}")
 
     def leaf(parent, name: str, help_text: str, *,
              admin_password: bool = True) -> argparse.ArgumentParser:
@@ -150,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--no-admin", action="store_true", help="take them away")
     p = leaf(account, "delete", "delete an account and all its mail")
     p.add_argument("name", help="account name or one of its addresses")
+
+    queue = sub.add_parser("queue", help="outbound mail waiting for delivery").add_subparsers(
+        dest="action", required=True)
+    p = leaf(queue, "list", "list queued messages, oldest first")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+                   help="show at most N messages (default: all)")
+    p = leaf(queue, "show", "show a queued message: recipients and delivery attempts")
+    p.add_argument("id", type=_positive)
+    p = leaf(queue, "retry", "attempt delivery of a queued message now")
+    p.add_argument("id", type=_positive)
+    p = leaf(queue, "cancel", "remove a message from the queue (no notification is sent)")
+    p.add_argument("id", type=_positive)
 
     p = sub.add_parser("hash", help="print an argon2 hash of a password for the config file")
     p.add_argument("password", nargs="?", help="the password (prompted for if omitted)")
@@ -305,6 +328,31 @@ def _account(client: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
     raise CliError(f"unknown account action {action!r}", EXIT_INVALID)
 
 
+def _queue(client: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
+    action = args.action
+    if action == "list":
+        messages: list[dict] = []
+        after = 0
+        while args.limit is None or len(messages) < args.limit:
+            page = MAX_PAGE if args.limit is None else min(MAX_PAGE, args.limit - len(messages))
+            data = client.request("GET", f"/api/queue?limit={page}&after={after}")
+            messages += data["messages"]
+            if data.get("next") is None:
+                break
+            after = data["next"]
+        return {"messages": messages}, output.queue_rows(messages)
+    if action == "show":
+        m = client.request("GET", f"/api/queue/{args.id}")
+        return m, output.queue_block(m)
+    if action == "retry":
+        data = client.request("POST", f"/api/queue/{args.id}/retry")
+        return data, f"message {args.id} is due now"
+    if action == "cancel":
+        client.request("DELETE", f"/api/queue/{args.id}")
+        return {"cancelled": args.id}, f"removed message {args.id} from the queue"
+    raise CliError(f"unknown queue action {action!r}", EXIT_INVALID)
+
+
 def _hash(args: argparse.Namespace) -> tuple[Any, str]:
     from argon2 import PasswordHasher
 
@@ -327,7 +375,8 @@ def run(args: argparse.Namespace) -> int:
         data, text = _hash(args)
     else:
         client = ApiClient(_target(args))
-        data, text = (_domain if args.area == "domain" else _account)(client, args)
+        handler = {"domain": _domain, "account": _account, "queue": _queue}[args.area]
+        data, text = handler(client, args)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:

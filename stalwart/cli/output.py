@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Iterable, Sequence
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
@@ -100,3 +101,52 @@ def account_block(account: dict) -> str:
         ("Type", account.get("type", "individual")),
         ("Status", "disabled" if account.get("disabled") else "active"),
     ])
+
+
+def format_time(ts: float | None, now: float | None = None) -> str:
+    """UTC ``YYYY-MM-DD HH:MM:SS``, with ``(in 5m)`` / ``(3h ago)`` relative to now."""
+    if not ts:
+        return "-"
+    now = time.time() if now is None else now
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+    delta = ts - now
+    span = round(abs(delta))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if span >= size or unit == "s":
+            amount = f"{int(span // size)}{unit}"
+            break
+    return f"{text} ({'in ' + amount if delta > 0 else amount + ' ago'})"
+
+
+def _pending(message: dict) -> str:
+    rcpts = message.get("recipients") or []
+    waiting = sum(1 for r in rcpts if r.get("status") == "pending")
+    return f"{waiting}/{len(rcpts)}"
+
+
+def queue_rows(messages: list[dict], now: float | None = None) -> str:
+    return table(("ID", "FROM", "TO", "PENDING", "SIZE", "TRIES", "NEXT ATTEMPT"),
+                 ((str(m["id"]), m.get("from") or "<>",
+                   ", ".join(r["address"] for r in m.get("recipients") or [])[:60],
+                   _pending(m), format_size(m.get("size")), str(m.get("attempts", 0)),
+                   format_time(m.get("due"), now)) for m in messages))
+
+
+def queue_block(message: dict, now: float | None = None) -> str:
+    head = fields([
+        ("Id", str(message["id"])),
+        ("From", message.get("from") or "<> (a notification)"),
+        ("Size", f"{format_size(message.get('size'))} ({message.get('size', 0)} bytes)"),
+        ("Queued", format_time(message.get("created"), now)),
+        ("Next attempt", format_time(message.get("due"), now)),
+        ("Expires", format_time(message.get("expires"), now)),
+        ("Attempts", str(message.get("attempts", 0))),
+        ("REQUIRETLS", "yes" if message.get("requiretls") else "no"),
+    ])
+    rcpts = table(("RECIPIENT", "STATUS", "HOST", "LAST REPLY"),
+                  ((r["address"], r["status"], r.get("host") or "-", r.get("reply") or "-")
+                   for r in message.get("recipients") or []))
+    history = table(("AT", "DOMAIN", "HOST", "IP", "REPLY"),
+                    ((format_time(a["at"], now), a["domain"], a.get("host") or "-",
+                      a.get("ip") or "-", a["reply"]) for a in message.get("history") or []))
+    return f"{head}\n\nRecipients:\n{rcpts}\n\nAttempts:\n{history}"

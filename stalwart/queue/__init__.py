@@ -8,6 +8,7 @@
 - ``delivery``  one attempt for one domain: route, MX, addresses, TLS, AUTH, transaction
 - ``dsn``       RFC 3464 delivery status notifications
 - ``engine``    ``Queue``: enqueue, the due loop, retries, expiry, DSNs
+- ``control``   the queue process's control socket (retry, cancel) and its client
 - ``server``    ``serve(ctx)``, the queue process
 """
 

@@ -6,7 +6,8 @@ for anything the network or DNS does.
 
 Order of work (RFC 5321 5.1; Postfix's smtp(8) and mox's queue behave alike):
 
-1. The route (``QueueSettings.route_for``): MX, a smarthost, or local delivery.
+1. The route (``Deliverer.route_for``): MX, a smarthost, or local delivery (the
+   server's own domains, unless a route names them).
 2. MX: the hosts in preference order (``Resolver.mx_hosts``). NXDOMAIN -> 550 5.1.2;
    null MX -> 556 5.1.10 (RFC 7505 4.2); DNS trouble -> 451 4.4.3. An address literal
    domain (``[192.0.2.1]``) is its own host. A host that is ourselves is skipped (5.4.6).
@@ -77,6 +78,9 @@ class _HostFailure(Exception):
         super().__init__(str(reply))
         self.reply = reply
         self.requiretls = requiretls
+
+
+_LOCAL_ROUTE = Route(kind="local")
 
 
 def opportunistic_context() -> ssl.SSLContext:
@@ -153,6 +157,7 @@ def _local(code: int, status: str, text: str) -> Reply:
 class Deliverer:
     def __init__(self, settings: QueueSettings, resolver: Resolver, pool: ConnectionPool, *,
                  local: LocalDeliver | None = None,
+                 is_local_domain: Callable[[str], bool] | None = None,
                  tls_verified: ssl.SSLContext | None = None,
                  tls_opportunistic: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -160,6 +165,7 @@ class Deliverer:
         self.resolver = resolver
         self.pool = pool
         self.local = local
+        self.is_local_domain = is_local_domain
         self.tls_verified = tls_verified or verified_context()
         self.tls_opportunistic = tls_opportunistic or opportunistic_context()
         self.clock = clock
@@ -167,7 +173,7 @@ class Deliverer:
     # ------------------------------------------------------------------ entry point
     async def deliver(self, message: QueuedMessage, data: bytes, domain: str,
                       rcpts: list[QueuedRecipient]) -> DomainResult:
-        route = self.settings.route_for(domain)
+        route = self.route_for(domain)
         if route.kind == "local":
             return await self._deliver_local(message, data, domain, rcpts)
         result = DomainResult([])
@@ -204,6 +210,17 @@ class Deliverer:
                 return result
         result.outcomes = [Outcome(r, self._final_failure(failures, message)) for r in rcpts]
         return result
+
+    def route_for(self, domain: str) -> Route:
+        """A route configured for exactly ``domain`` first; then a domain of this server
+        (``is_local_domain``, asked at each attempt, so domains created after the queue
+        started count) is delivered locally; then parent-domain and ``*`` routes."""
+        exact = self.settings.routes.get(domain.lower())
+        if exact is not None:
+            return exact
+        if self.is_local_domain is not None and self.is_local_domain(domain):
+            return _LOCAL_ROUTE
+        return self.settings.route_for(domain)
 
     def _final_failure(self, failures: list[_HostFailure], message: QueuedMessage) -> Reply:
         if not failures:

@@ -54,6 +54,7 @@ class Blobs(Protocol):
 class Queue:
     def __init__(self, store: QueueStore, blobs: Blobs, resolver: Resolver,
                  settings: QueueSettings, *, local: LocalDeliver | None = None,
+                 is_local_domain: Callable[[str], bool] | None = None,
                  tls_verified: Any = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.blobs = blobs
@@ -63,6 +64,7 @@ class Queue:
                                    max_messages=settings.reuse_max_messages,
                                    per_host=settings.max_connections_per_host)
         self.deliverer = Deliverer(settings, resolver, self.pool, local=local,
+                                   is_local_domain=is_local_domain,
                                    tls_verified=tls_verified, clock=clock)
         self._inflight: dict[int, asyncio.Task] = {}
         self._wake: asyncio.Event | None = None
@@ -103,7 +105,11 @@ class Queue:
         return [QueuedMessage.from_record(r) for r in self.store.queue_list(limit, after)]
 
     async def retry(self, qid: int) -> bool:
-        """Make a message due now; False if it is not queued."""
+        """Make a message due now; False if it is not queued. A message being delivered
+        right now is left alone: its attempt is the retry, and writing its entry here
+        would race with the attempt's own update."""
+        if qid in self._inflight:
+            return True
         msg = self.get(qid)
         if msg is None:
             return False
@@ -207,6 +213,9 @@ class Queue:
                       message.blob.hex())
             data = None
         message.attempts += 1
+        if not message.expires:
+            # Entries queued by the SMTP workers leave the deadline to the queue's setting.
+            message.expires = message.created + self.settings.expire
         if data is None:
             lost = Reply(554, "5.3.0", "message content lost from the queue", remote=False)
             for r in message.pending:

@@ -2,8 +2,15 @@
 
 It opens the store, builds the process-wide resolver from the ``resolver.*`` settings,
 routes the server's own domains to local delivery (a DSN to a local sender must not go
-out to the MX of our own domain and come back), and runs ``Queue.run`` until
+out to the MX of our own domain and come back; the store is asked at each attempt, so a
+domain created later counts), serves the control socket ``<run_dir>/queue.sock``
+(``control``: retry and cancel from the management API), and runs ``Queue.run`` until
 ``ctx.shutdown`` is set; attempts in flight get ``server.shutdown-timeout`` to finish.
+
+New entries (queued by the SMTP workers) are found by polling the store's due index every
+``queue.poll-interval``; an entry being delivered when the process dies is simply due
+again when it restarts (its stored state is that of before the attempt), so a SIGKILL
+loses nothing and at worst repeats an attempt.
 
 Local delivery goes through ``Store.deliver`` with the account each address resolves to;
 an address that resolves to no account fails with 550 5.1.1.
@@ -11,15 +18,16 @@ an address that resolves to no account fails with 550 5.1.1.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 from stalwart.dns import Resolver, set_default_resolver
 
+from .control import SOCKET_NAME, ControlServer
 from .engine import Queue
 from .model import QueuedMessage, QueuedRecipient, Reply
-from .settings import QueueSettings, Route
+from .settings import QueueSettings
 
 __all__ = ["serve", "resolver_from_config", "store_local_delivery"]
 
@@ -66,16 +74,18 @@ async def serve(ctx: Any) -> None:
     resolver = resolver_from_config(config)
     set_default_resolver(resolver)
     store = await Store.open(config)
+    control = None
     try:
         settings = QueueSettings.from_config(config)
-        routes = dict(settings.routes)
-        for domain in store.list_domains():
-            routes.setdefault(domain["name"].lower(), Route(kind="local"))
-        settings = dataclasses.replace(settings, routes=routes)
         queue = Queue(store, store.blobs, resolver, settings,
-                      local=store_local_delivery(store))
-        log.info("queue process running: concurrency %d, %d route(s)", settings.concurrency,
-                 len(routes))
+                      local=store_local_delivery(store),
+                      is_local_domain=store.is_local_domain)
+        control = ControlServer(queue, Path(config.run_dir) / SOCKET_NAME)
+        await control.start()
+        log.info("queue process running: concurrency %d, %d configured route(s)",
+                 settings.concurrency, len(settings.routes))
         await queue.run(ctx.shutdown, drain_timeout=config.get("server.shutdown-timeout"))
     finally:
+        if control is not None:
+            await control.close()
         await store.close()

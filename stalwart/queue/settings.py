@@ -107,18 +107,32 @@ class QueueSettings:
     @classmethod
     def from_config(cls, config: Any) -> "QueueSettings":
         """Read the ``queue.*`` settings (declared in stalwart.config) and the routes."""
+        from stalwart.config import ConfigError
+
         routes: dict[str, Route] = {"*": Route()}
+        configured: dict[str, str] = {}           # domain -> route id
         for rid in config.ids("queue.route"):
             prefix = f"queue.route.{rid}"
-            route = Route(
-                kind=config.get(f"{prefix}.type"), host=config.get(f"{prefix}.host") or "",
-                port=config.get(f"{prefix}.port"), tls=config.get(f"{prefix}.tls"),
-                username=config.get(f"{prefix}.auth.username") or "",
-                password=config.get(f"{prefix}.auth.secret") or "",
-                allow_invalid_certs=config.get(f"{prefix}.allow-invalid-certs"),
-                allow_plaintext_auth=config.get(f"{prefix}.allow-plaintext-auth"))
+            try:
+                route = Route(
+                    kind=config.get(f"{prefix}.type"), host=config.get(f"{prefix}.host") or "",
+                    port=config.get(f"{prefix}.port"), tls=config.get(f"{prefix}.tls"),
+                    username=config.get(f"{prefix}.auth.username") or "",
+                    password=config.get(f"{prefix}.auth.secret") or "",
+                    allow_invalid_certs=config.get(f"{prefix}.allow-invalid-certs"),
+                    allow_plaintext_auth=config.get(f"{prefix}.allow-plaintext-auth"))
+            except ValueError as exc:
+                raise ConfigError(str(exc), file=getattr(config, "source", None),
+                                  key=prefix) from None
             for domain in config.get(f"{prefix}.domains"):
-                routes[domain.lower()] = route
+                domain = domain.strip().lower().rstrip(".") or "*"
+                if domain in configured:
+                    raise ConfigError(f"domain {domain!r} is already routed by "
+                                      f"queue.route.{configured[domain]}",
+                                      file=getattr(config, "source", None),
+                                      key=f"{prefix}.domains")
+                configured[domain] = rid
+                routes[domain] = route
         return cls(
             hostname=config.get("server.hostname"),
             retry=tuple(config.get("queue.retry")),

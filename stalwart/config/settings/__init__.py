@@ -5,4 +5,4 @@ To add settings for another area, add a module here that calls ``section`` once 
 does, its unit, and what happens at the default.
 """
 
-from . import server, storage, authentication, certificate, directory, tracer  # noqa: F401
+from . import server, storage, authentication, certificate, directory, tracer, queue  # noqa: F401

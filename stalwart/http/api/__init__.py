@@ -36,6 +36,14 @@ Accounts (``{name}`` is the account name or any of its addresses)::
                "quota" (bytes, 0 = unlimited), "used", "disabled",
                "type": "individual" | "admin"}
 
+The outbound queue (``queue``: list and show from the store; retry and cancel through
+the queue process)::
+
+    GET    /api/queue[?limit=N&after=ID]      -> 200 {"messages": [Message], "next"}
+    GET    /api/queue/{id}                    -> 200 Message
+    POST   /api/queue/{id}/retry              -> 200 {"id", "retry": true}
+    DELETE /api/queue/{id}                    -> 204
+
 Errors: ``{"error": code, "detail": message}`` with 400 invalid / invalid_json /
 bad_query, 401 unauthorized, 403 forbidden, 404 not_found, 405, 409 exists / in_use /
 conflict / over_quota, 413 too_large, 415, 503 unavailable.
@@ -43,16 +51,21 @@ conflict / over_quota, 413 too_large, 415, 503 unavailable.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..router import Router
 from ..server import StoreHandle
 from .endpoints import ManagementApi
+from .queue import QueueApi
 
 
-def build_router(config: Any, store: StoreHandle) -> Router:
-    """The /api routes (patterns relative to the mount point)."""
+def build_router(config: Any, store: StoreHandle, *,
+                 queue_control: str | os.PathLike | None = None) -> Router:
+    """The /api routes (patterns relative to the mount point). ``queue_control`` is the
+    queue process's control socket (default ``<config.run_dir>/queue.sock``)."""
     api = ManagementApi(config, store)
+    queue = QueueApi(config, queue_control)
     router = Router()
     g = api.guarded
     router.add("GET", "/domains", g(api.list_domains))
@@ -66,4 +79,8 @@ def build_router(config: Any, store: StoreHandle) -> Router:
     router.add("GET", "/accounts/{name}", g(api.get_account))
     router.add("PATCH", "/accounts/{name}", g(api.update_account))
     router.add("DELETE", "/accounts/{name}", g(api.delete_account))
+    router.add("GET", "/queue", g(queue.list_messages))
+    router.add("GET", "/queue/{id}", g(queue.get_message))
+    router.add("POST", "/queue/{id}/retry", g(queue.retry_message))
+    router.add("DELETE", "/queue/{id}", g(queue.cancel_message))
     return router

@@ -1,20 +1,45 @@
-"""Local delivery of an accepted message through ``Store.deliver``.
+"""Delivery of an accepted message: local recipients into their mailboxes through
+``Store.deliver``, remote recipients (relay, for authenticated clients) into the outbound
+queue through ``Store.queue_put``.
 
-- Trace headers first (RFC 5321 4.4): ``Return-Path: <reverse-path>`` (final delivery
-  adds it, and removes none the client sent; we only prepend) and a ``Received:`` line
-  with the RFC 3848 protocol keyword (SMTP/ESMTP/ESMTPS/ESMTPA/ESMTPSA/LMTP..., with
-  UTF8 prefixes of RFC 6531 3.7.3 when SMTPUTF8 was used).
+- Trace headers first (RFC 5321 4.4): a ``Received:`` line with the RFC 3848 protocol
+  keyword (SMTP/ESMTP/ESMTPS/ESMTPA/ESMTPSA/LMTP..., with the UTF8 prefixes of RFC 6531
+  3.7.3 when SMTPUTF8 was used) on every copy, and ``Return-Path: <reverse-path>`` only on
+  the copies delivered here (final delivery adds it; a relayed copy must not carry one,
+  the last hop adds its own).
 - One durable store commit for all local recipients of the message; a recipient whose
   account appears twice (two aliases of one account) gets one copy (no duplicate
   delivery) and both addresses get its result.
+- Remote recipients become one queue entry (``stalwart.queue.QueuedMessage``) carrying the
+  DSN parameters of MAIL (RET, ENVID) and RCPT (NOTIFY, ORCPT), REQUIRETLS, SMTPUTF8 and
+  the declared BODY. Its blob is written (fsynced) before the entry; the queue process
+  finds the entry by polling and fills in the expiry from ``queue.expire``.
 - Store error codes map to RFC 3463: ``over_quota`` 552 5.2.2, ``not_found`` 550 5.1.1,
   ``unavailable`` (and anything unexpected) 451 4.3.0 so the client retries.
-- Remote recipients need the queue, which this module does not own: 451 4.3.2.
+
+Durability: a positive reply is returned only after every commit it stands for (local
+deliveries first, then the queue entry) has returned, so the 250 after DATA means the
+message is safe. SMTP has one reply for the whole message (``merge_replies``: accepted if
+any recipient was), which makes two rules necessary:
+
+- A recipient that must not be dropped silently: when some recipients succeeded and a
+  local one failed, the failed one goes into the queue entry too: still pending after a
+  temporary failure (the queue retries the local delivery), or failed already after a
+  permanent one (the queue sends the failure DSN). Only when no recipient succeeded is the
+  failure the reply itself, and the client keeps the message. LMTP replies per recipient
+  (RFC 2033 4.2) and needs neither rule.
+- If the queue entry cannot be committed, every recipient is answered 451 4.3.0, the ones
+  delivered locally too: the client sends the message again, and those local recipients
+  get it twice. Duplicates over loss, as every MTA chooses (RFC 5321 6.1); the two commits
+  are not one atomic store operation.
+
+When the store offers no queue (``queue_put``), remote recipients get 451 4.3.2.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from typing import Any
 
@@ -22,7 +47,9 @@ from stalwart.store.errors import StoreError
 
 from . import codes
 from .codes import Reply
-from .events import Deliver, Envelope, Session
+from .events import Deliver, Envelope, Recipient, Session
+
+log = logging.getLogger("stalwart.smtp")
 
 _ERRORS = {
     "over_quota": codes.MAILBOX_FULL,
@@ -30,6 +57,8 @@ _ERRORS = {
     "invalid": codes.TEMP_DELIVERY,
     "unavailable": codes.TEMP_DELIVERY,
 }
+
+NO_QUEUE = codes.reply(451, "4.3.2", "Relay queue not available, try later")
 
 
 def protocol_keyword(session: Session, envelope: Envelope) -> str:
@@ -51,62 +80,146 @@ def _clean(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable() and ch not in "()\\")[:255]
 
 
-def trace_headers(session: Session, envelope: Envelope, hostname: str, queue_id: str,
-                  now: float | None = None) -> bytes:
-    """``Return-Path`` and ``Received`` for one delivery, CRLF-terminated."""
+def received_header(session: Session, envelope: Envelope, hostname: str, queue_id: str,
+                    now: float | None = None) -> bytes:
+    """The ``Received`` field for one message (RFC 5321 4.4), CRLF-terminated."""
     when = email.utils.formatdate(now if now is not None else time.time(), localtime=True)
     rcpt = ""
     if len(envelope.recipients) == 1:
         rcpt = f"\r\n\tfor {envelope.recipients[0].path}"
     tls = f" ({session.tls_version} {session.tls_cipher})".rstrip() if session.tls else ""
     tls = tls if tls != " ()" else ""
-    received = (f"Received: from {_clean(session.helo) or 'unknown'} "
-                f"([{session.remote_ip or 'unknown'}])\r\n"
-                f"\tby {hostname} with {protocol_keyword(session, envelope)}{tls} "
-                f"id {queue_id}{rcpt};\r\n\t{when}\r\n")
-    return_path = f"Return-Path: {envelope.mail_from}\r\n"
-    return (return_path + received).encode("utf-8")
+    return (f"Received: from {_clean(session.helo) or 'unknown'} "
+            f"([{session.remote_ip or 'unknown'}])\r\n"
+            f"\tby {hostname} with {protocol_keyword(session, envelope)}{tls} "
+            f"id {queue_id}{rcpt};\r\n\t{when}\r\n").encode("utf-8")
+
+
+def trace_headers(session: Session, envelope: Envelope, hostname: str, queue_id: str,
+                  now: float | None = None) -> bytes:
+    """``Return-Path`` and ``Received`` for one final delivery, CRLF-terminated."""
+    return (f"Return-Path: {envelope.mail_from}\r\n".encode("utf-8")
+            + received_header(session, envelope, hostname, queue_id, now))
+
+
+def _relay_address(rcpt: Recipient) -> str | None:
+    target = rcpt.target
+    if isinstance(target, dict) and isinstance(target.get("relay"), str):
+        return target["relay"]
+    return None
+
+
+def _local_address(rcpt: Recipient) -> str | None:
+    """The resolved address of a local recipient (bare ``<Postmaster>`` has none)."""
+    target = rcpt.target
+    address = target.get("address") if isinstance(target, dict) else None
+    return address if isinstance(address, str) and "@" in address else None
 
 
 class LocalDelivery:
-    """Answers ``Deliver`` requests by storing the message in each account's INBOX."""
+    """Answers ``Deliver`` requests: local recipients into each account's INBOX, remote
+    ones (accepted by the policy only for clients allowed to relay) into the queue."""
 
     def __init__(self, store: Any, hostname: str) -> None:
         self.store = store
         self.hostname = hostname
         self._counter = 0
 
+    @property
+    def has_queue(self) -> bool:
+        return callable(getattr(self.store, "queue_put", None))
+
     def _queue_id(self) -> str:
         self._counter += 1
         return f"{int(time.time() * 1000):x}{self._counter:04x}"
 
     async def deliver(self, event: Deliver) -> list[Reply]:
-        envelope = event.envelope
+        envelope, session = event.envelope, event.session
         queue_id = self._queue_id()
-        replies: list[Reply | None] = [None] * len(envelope.recipients)
-        accounts: list[int] = []
-        for i, rcpt in enumerate(envelope.recipients):
+        now = time.time()
+        received = received_header(session, envelope, self.hostname, queue_id, now)
+        rcpts = envelope.recipients
+        replies: list[Reply | None] = [None] * len(rcpts)
+        accepted = codes.MESSAGE_ACCEPTED.with_text(f"Message accepted for delivery, id {queue_id}")
+
+        # 1. Local recipients: one commit, one copy per account.
+        local: dict[int, list[int]] = {}            # account -> indexes of its recipients
+        remote: list[int] = []
+        for i, rcpt in enumerate(rcpts):
             target = rcpt.target if isinstance(rcpt.target, dict) else {}
             account = target.get("account")
-            if isinstance(account, int):
-                if account not in accounts:
-                    accounts.append(account)
+            if isinstance(account, int) and not isinstance(account, bool):
+                local.setdefault(account, []).append(i)
+            elif _relay_address(rcpt) is not None:
+                remote.append(i)
             else:
-                replies[i] = codes.reply(451, "4.3.2", "Relay queue not available, try later")
-        if accounts:
-            message = trace_headers(event.session, envelope, self.hostname, queue_id) + event.message
+                replies[i] = codes.TEMP_DELIVERY
+        if local:
+            header = f"Return-Path: {envelope.mail_from}\r\n".encode("utf-8") + received
+            accounts = list(local)
             try:
-                results = await self.store.deliver([{"account": a} for a in accounts], message)
+                results = await self.store.deliver([{"account": a} for a in accounts],
+                                                   header + event.message)
             except StoreError as exc:
                 results = [{"error": exc.code, "message": exc.message}] * len(accounts)
-            by_account = {}
             for account, result in zip(accounts, results):
                 if isinstance(result, dict) and "error" in result:
-                    by_account[account] = _ERRORS.get(result["error"], codes.TEMP_DELIVERY)
+                    reply = _ERRORS.get(result["error"], codes.TEMP_DELIVERY)
                 else:
-                    by_account[account] = codes.MESSAGE_ACCEPTED.with_text(
-                        f"Message accepted for delivery, id {queue_id}")
-            for i, rcpt in enumerate(envelope.recipients):
-                if replies[i] is None:
-                    replies[i] = by_account[rcpt.target["account"]]
+                    reply = accepted
+                for i in local[account]:
+                    replies[i] = reply
+
+        # 2. What the queue takes: remote recipients, and (SMTP) local failures that
+        #    would otherwise vanish behind the single positive reply.
+        if not self.has_queue:
+            for i in remote:
+                replies[i] = NO_QUEUE
+            return [r if r is not None else codes.TEMP_DELIVERY for r in replies]
+        handed = list(remote)
+        if not session.lmtp and (remote or any(r is not None and r.is_positive
+                                               for r in replies)):
+            handed += [i for i, r in enumerate(replies)
+                       if i not in remote and r is not None and not r.is_positive
+                       and _local_address(rcpts[i]) is not None]
+        if handed:
+            try:
+                qid = await self._enqueue(envelope, received + event.message, handed, replies,
+                                          now)
+            except StoreError as exc:
+                log.warning("smtp %s: could not queue the message for %d recipient(s): %s",
+                            queue_id, len(handed), exc)
+                return [codes.TEMP_DELIVERY] * len(rcpts)
+            log.info("smtp %s: queued as %s for %d recipient(s)", queue_id, qid, len(handed))
+            for i in handed:
+                replies[i] = accepted
         return [r if r is not None else codes.TEMP_DELIVERY for r in replies]
+
+    async def _enqueue(self, envelope: Envelope, message: bytes, indexes: list[int],
+                       replies: list[Reply | None], now: float) -> int:
+        from stalwart.queue.model import QueuedMessage, QueuedRecipient, RcptStatus
+        from stalwart.queue.model import Reply as QueueReply
+
+        recipients = []
+        for i in indexes:
+            rcpt = envelope.recipients[i]
+            address = _relay_address(rcpt) or _local_address(rcpt)
+            assert address is not None
+            entry = QueuedRecipient(address=address, notify=rcpt.params.notify,
+                                    orcpt=rcpt.params.orcpt)
+            failed = replies[i]
+            if failed is not None and failed.is_permanent:
+                # Refused for good here: the queue only owes the sender the DSN.
+                entry.status = RcptStatus.FAILED
+                entry.reply = QueueReply(failed.code, failed.status, " ".join(failed.lines),
+                                         remote=False)
+            recipients.append(entry)
+        params = envelope.params
+        blob = await self.store.blobs.put_async(message)
+        mail_from = envelope.mail_from.address
+        record = QueuedMessage(
+            return_path=str(mail_from) if mail_from is not None else "",
+            recipients=recipients, blob=blob, size=len(message), created=now, due=now,
+            expires=0.0, env_id=params.envid, ret=params.ret, requiretls=params.requiretls,
+            smtputf8=params.smtputf8, body=envelope.body or params.body).to_record()
+        return await self.store.queue_put(record)

@@ -19,8 +19,10 @@ The rules (never an open relay, RFC 5321 3.6.2 and 7.1)
 3. A source route ``<@hop:user@domain>`` was dropped by the parser: only ``user@domain``
    counts (RFC 5321 4.1.1.3, App. C).
 4. Any other recipient is a relay. Relaying needs an authenticated client (or one from
-   ``relay_networks``, empty by default) and a relay queue; otherwise 550 5.7.1. An address
-   literal (``user@[192.0.2.1]``, even our own IP) is never local: it is a relay too.
+   ``relay_networks``, empty by default); otherwise 550 5.7.1. An accepted relay recipient
+   (target ``{"relay": address}``) goes to the outbound queue (``delivery``); a store
+   without a queue answers 451 4.3.2. An address literal (``user@[192.0.2.1]``, even our
+   own IP) is never local: it is a relay too.
 5. Domains are compared as IDNA A-labels in lower case; the parser already refused
    U-labels that IDNA maps (width, compatibility forms), so a look-alike such as a
    Cyrillic "а" encodes to a different A-label and is simply not local.
@@ -70,11 +72,13 @@ class StorePolicy:
     """The default policy over ``stalwart.store.api.Store``."""
 
     def __init__(self, store: Any, *, relay_networks: Iterable[str] = (),
-                 relay_enabled: bool = False, postmaster: str | None = None) -> None:
+                 relay_enabled: bool | None = None, postmaster: str | None = None) -> None:
         self.store = store
         self.relay_networks = tuple(ipaddress.ip_network(n, strict=False) for n in relay_networks)
-        #: Whether a relay queue exists to take remote recipients.
-        self.relay_enabled = relay_enabled
+        #: Whether a relay queue exists to take remote recipients; by default, whether
+        #: the store keeps queue entries (``queue_put``, which the delivery uses).
+        self.relay_enabled = (callable(getattr(store, "queue_put", None))
+                              if relay_enabled is None else relay_enabled)
         self.postmaster = postmaster
 
     # ------------------------------------------------------------------ relay rights
