@@ -359,7 +359,7 @@ def test_process_titles_and_connection_count(daemon):
     d.start()
     titles = sorted(p.title for p in d.processes())
     assert titles == ["stalwart: imap worker 0 [0 conns]", "stalwart: imap worker 1 [0 conns]",
-                      "stalwart: scheduler", "stalwart: store"]
+                      "stalwart: queue", "stalwart: scheduler", "stalwart: store"]
     assert read_proc(d.pid).title == "stalwart: master"
     clients = [Line(imap) for _ in range(6)]
     per_slot: dict[int, int] = {}

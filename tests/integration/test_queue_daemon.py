@@ -139,11 +139,17 @@ class Sink:
                         data += chunk[1:] if chunk.startswith(b".") else chunk
                     if any(r.startswith("stall") for r in rcpts) and not self.release.is_set():
                         self.stalled.set()
-                        try:
-                            await reader.read()          # until the client goes away
-                        finally:
+                        # Hold the reply until the client goes away or the test releases
+                        # stalled deliveries (then this one is accepted like any other).
+                        gone = asyncio.ensure_future(reader.read())
+                        released = asyncio.ensure_future(self.release.wait())
+                        done, _ = await asyncio.wait({gone, released},
+                                                     return_when=asyncio.FIRST_COMPLETED)
+                        if gone in done:
+                            released.cancel()
                             self.dropped.set()
-                        return
+                            return
+                        gone.cancel()
                     self.messages.append(Received(mail_from, list(rcpts), bytes(data)))
                     send("250 2.0.0 queued")
                 elif verb in ("RSET", "NOOP"):
