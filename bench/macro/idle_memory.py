@@ -1,6 +1,7 @@
 """Idle memory of a default instance: total PSS of the master and all its children.
 
-    python -m bench.macro.idle_memory [--settle 5] [--embedded] [--port-base 20800] [--json]
+    python -m bench.macro.idle_memory [--settle 5] [--embedded] [--eager] [--port-base 20800]
+                                      [--json]
 
 Starts ``stalwart-master`` in a temporary directory with the embedded default's layout
 (one worker per pool, RocksDB store, the same listeners) and waits until it is ready
@@ -9,6 +10,20 @@ sums the proportional set size (``Pss`` of ``/proc/PID/smaps_rollup``: shared pa
 split between the processes that share them, so the sum is what the instance really
 costs) over the master and every child, and prints the total and the figure per process
 kind. The target (docs/architecture.md) is under 50 MB.
+
+PSS splits a shared file page (libpython, the RocksDB library, libcrypto) among *every*
+process that maps it, including processes outside the instance: on a machine where other
+Python programs run, the instance's PSS sum looks smaller than it would alone. So the run
+also counts the instance's resident pages once each (``/proc/PID/pagemap`` page frame
+numbers, readable as root): the cost of the instance on a machine where nothing else
+shares its files. Both figures are printed.
+
+The embedded default starts protocol workers on demand (``server.on-demand``), so the idle
+instance is the master and its singletons. The run then wakes every pool (one client per
+TCP listener, each checked for its greeting: this is the correctness line) and measures
+again, so the cost of a used instance is printed too. ``--eager`` measures with every pool
+started from the beginning (``server.on-demand = false``, what a config file gets unless it
+says otherwise).
 
 By default the listeners move to ports ``--port-base`` and up, so the run does not need
 the embedded default's fixed ports; ``--embedded`` runs the true embedded default
@@ -27,6 +42,7 @@ import platform
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,12 +69,56 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def pss_kib(pid: int) -> int:
+def rollup(pid: int) -> dict[str, int]:
+    """The kB figures of ``/proc/PID/smaps_rollup`` (Rss, Pss, Private_Dirty, ...)."""
+    out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no Pss line for pid {pid}")
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                out[parts[0].rstrip(":")] = int(parts[1])
+    if "Pss" not in out:
+        raise RuntimeError(f"no Pss line for pid {pid}")
+    return out
+
+
+def resident_frames(pid: int) -> set[int] | None:
+    """Page frame numbers of every resident page of ``pid`` (None without the right)."""
+    frames: set[int] = set()
+    try:
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pm:
+            for line in maps:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if lo >= 0xFFFFFFFFFF600000:          # [vsyscall]: not in the page map
+                    continue
+                pm.seek((lo // PAGE) * 8)
+                data = pm.read((hi - lo) // PAGE * 8)
+                for (entry,) in struct.iter_unpack("<Q", data):
+                    if entry >> 63:                   # present
+                        frames.add(entry & PFN_MASK)
+    except OSError:
+        return None
+    if frames == {0} or not frames:                   # frame numbers hidden (no root)
+        return None
+    return frames
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PFN_MASK = (1 << 55) - 1
+
+
+def instance_mib(pids: list[int]) -> float | None:
+    union: set[int] = set()
+    for pid in pids:
+        frames = resident_frames(pid)
+        if frames is None:
+            return None
+        union |= frames
+    return round(len(union) * PAGE / 2**20, 1)
+
+
+def pss_kib(pid: int) -> int:
+    return rollup(pid)["Pss"]
 
 
 def title(pid: int) -> str:
@@ -72,8 +132,40 @@ def kind_of(text: str) -> str:
     return rest.split()[0] if rest != text else "other"
 
 
-def write_config(root: Path, port_base: int) -> Path:
-    lines = ["[server]", 'hostname = "bench.invalid"', "", "[server.workers]"]
+GREETINGS = {"smtp": b"220 ", "imap": b"* OK", "pop3": b"+OK", "http": b"HTTP/1.1 200"}
+
+
+def greet(port: int, protocol: str) -> bool:
+    """Connect, read the greeting (http: GET /healthz); True if it is the right one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        if protocol == "http":
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.startswith(GREETINGS[protocol])
+
+
+def sample(pid: int) -> tuple[list[dict], dict[str, int]]:
+    pids = [pid] + sorted(_children(pid))
+    per_process = []
+    for p in pids:
+        r = rollup(p)
+        per_process.append({"pid": p, "title": title(p), "pss_kib": r["Pss"], "rss_kib": r["Rss"],
+                            "private_kib": r.get("Private_Dirty", 0) + r.get("Private_Clean", 0)})
+    per_kind: dict[str, int] = {}
+    for p in per_process:
+        k = "master" if p["pid"] == pid else kind_of(p["title"])
+        per_kind[k] = per_kind.get(k, 0) + p["pss_kib"]
+    return per_process, per_kind
+
+
+def write_config(root: Path, port_base: int, on_demand: bool = True) -> Path:
+    lines = ["[server]", 'hostname = "bench.invalid"',
+             f"on-demand = {'true' if on_demand else 'false'}", "", "[server.workers]"]
     lines += [f"{p} = 1" for p in PROTOCOLS]
     for i, (ident, protocol, _port) in enumerate(LISTENERS):
         lines += ["", "[[server.listener]]", f'id = "{ident}"', f'protocol = "{protocol}"',
@@ -85,7 +177,7 @@ def write_config(root: Path, port_base: int) -> Path:
     return path
 
 
-def measure(settle: float, embedded: bool, port_base: int) -> dict:
+def measure(settle: float, embedded: bool, port_base: int, eager: bool = False) -> dict:
     root = Path(tempfile.mkdtemp(prefix="stalwart-idle-"))
     notify_name = f"@stalwart-bench-{uuid.uuid4().hex}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -93,7 +185,7 @@ def measure(settle: float, embedded: bool, port_base: int) -> dict:
     notify.settimeout(60)
     args = [sys.executable, "-m", "stalwart.master.main"]
     if not embedded:
-        args += ["--config", str(write_config(root, port_base))]
+        args += ["--config", str(write_config(root, port_base, on_demand=not eager))]
     env = {**os.environ, "NOTIFY_SOCKET": notify_name}
     log = open(root / "daemon.log", "wb")
     proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -110,24 +202,32 @@ def measure(settle: float, embedded: bool, port_base: int) -> dict:
             raise RuntimeError("the daemon did not become ready:\n" +
                                (root / "daemon.log").read_text(errors="replace"))
         time.sleep(settle)
-        pids = [proc.pid] + sorted(_children(proc.pid))
-        per_process = []
-        for pid in pids:
-            per_process.append({"pid": pid, "title": title(pid), "pss_kib": pss_kib(pid)})
-        per_kind: dict[str, int] = {}
-        for p in per_process:
-            k = "master" if p["pid"] == proc.pid else kind_of(p["title"])
-            per_kind[k] = per_kind.get(k, 0) + p["pss_kib"]
+        per_process, per_kind = sample(proc.pid)
         total = sum(p["pss_kib"] for p in per_process)
-        alive = proc.poll() is None and all(os.path.exists(f"/proc/{p}") for p in pids)
+        alone = instance_mib([p["pid"] for p in per_process])
+        alive = proc.poll() is None and all(os.path.exists(f"/proc/{p['pid']}")
+                                            for p in per_process)
+        # Wake every pool: one client per TCP listener, greeting checked.
+        greeted = {}
+        for i, (ident, protocol, port) in enumerate(LISTENERS):
+            if protocol in GREETINGS:
+                greeted[ident] = greet(port if embedded else port_base + i, protocol)
+        time.sleep(settle)
+        woken, woken_kind = sample(proc.pid)
         result = {
             "total_pss_mib": round(total / 1024, 1),
+            "instance_pages_mib": alone,
             "per_kind_mib": {k: round(v / 1024, 1) for k, v in sorted(per_kind.items())},
             "processes": per_process,
-            "valid": alive and "store" in per_kind and "master" in per_kind,
+            "woken_total_pss_mib": round(sum(p["pss_kib"] for p in woken) / 1024, 1),
+            "woken_processes": woken,
+            "greetings": greeted,
+            "valid": (alive and "store" in per_kind and "master" in per_kind
+                      and all(greeted.values()) and proc.poll() is None),
             "target_mib": 50,
             "environment": {"python": platform.python_version(), "kernel": platform.release(),
-                            "cpus": os.cpu_count(), "embedded_default": embedded},
+                            "cpus": os.cpu_count(), "embedded_default": embedded,
+                            "on_demand": not eager},
         }
     finally:
         if proc.poll() is None:
@@ -147,19 +247,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=5.0, help="seconds idle after READY=1")
     p.add_argument("--embedded", action="store_true",
                    help="run the true embedded default (fixed ports 2525, 8080, ...)")
+    p.add_argument("--eager", action="store_true",
+                   help="start every pool at once (server.on-demand = false)")
     p.add_argument("--port-base", type=int, default=20800)
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = p.parse_args(argv)
-    result = measure(args.settle, args.embedded, args.port_base)
+    result = measure(args.settle, args.embedded, args.port_base, eager=args.eager)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         for p_ in result["processes"]:
-            print(f"  {p_['pid']:>7}  {p_['pss_kib'] / 1024:7.1f} MiB  {p_['title']}")
+            print(f"  {p_['pid']:>7}  {p_['pss_kib'] / 1024:7.1f} MiB  (rss {p_['rss_kib'] / 1024:5.1f}, "
+                  f"private {p_['private_kib'] / 1024:5.1f})  {p_['title']}")
         for k, v in result["per_kind_mib"].items():
             print(f"{k:>12}: {v:7.1f} MiB")
-        print(f"{'total':>12}: {result['total_pss_mib']:7.1f} MiB PSS "
-              f"(target < {result['target_mib']} MiB; valid={result['valid']})")
+        mode = "on demand" if result["environment"]["on_demand"] else "eager pools"
+        print(f"{'total':>12}: {result['total_pss_mib']:7.1f} MiB PSS idle, {mode} "
+              f"(target < {result['target_mib']} MB = {result['target_mib'] * 1e6 / 2**20:.1f} MiB)")
+        alone = result["instance_pages_mib"]
+        print(f"{'alone':>12}: " + (f"{alone:7.1f} MiB, every resident page of the instance "
+                                    f"counted once (its cost if nothing else shared its files)"
+                                    if alone is not None else "unknown (pagemap needs root)"))
+        for p_ in result["woken_processes"]:
+            print(f"  {p_['pid']:>7}  {p_['pss_kib'] / 1024:7.1f} MiB  (rss {p_['rss_kib'] / 1024:5.1f}, "
+                  f"private {p_['private_kib'] / 1024:5.1f})  {p_['title']}")
+        print(f"{'woken':>12}: {result['woken_total_pss_mib']:7.1f} MiB PSS after one client "
+              f"per listener")
+        print(f"correct: {result['valid']} (greetings: "
+              f"{', '.join(f'{k}={v}' for k, v in result['greetings'].items())})")
     return 0 if result["valid"] else 1
 
 

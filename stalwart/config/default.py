@@ -58,6 +58,9 @@ def embedded_default(base_dir: Path = Path("var")) -> Config:
                 for ident, protocol, port in LISTENERS
             ],
             "workers": {protocol: 1 for protocol in PROTOCOLS},
+            # A local instance is idle most of the time: protocol workers start with the
+            # first connection and leave after server.idle-exit without one.
+            "on-demand": True,
         },
         "storage": {"directory": str(base), "data": "rocksdb", "blob": "rocksdb",
                     "lookup": "rocksdb", "fts": "rocksdb"},

@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+# ``cryptography`` is imported when a certificate is checked, not with the config
+# package: an instance without certificates never loads it (about 10 MiB per process
+# tree; the master preloads it only when certificates are configured).
 
 __all__ = ["PemError", "PairInfo", "check_pair"]
 
@@ -35,6 +34,10 @@ class PairInfo:
 
 def check_pair(cert_pem: bytes, key_pem: bytes) -> PairInfo:
     """Parse and match a certificate chain and its key; ``PemError`` on any problem."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     if b"-----BEGIN" not in cert_pem:
         raise PemError("cert", "is not PEM text (no -----BEGIN CERTIFICATE----- line); "
                                "use %{file:/path/cert.pem}% to read a file")
@@ -63,7 +66,10 @@ def check_pair(cert_pem: bytes, key_pem: bytes) -> PairInfo:
     return PairInfo(_names(leaf), leaf.not_valid_after_utc)
 
 
-def _names(cert: x509.Certificate) -> tuple[str, ...]:
+def _names(cert) -> tuple[str, ...]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = san.value.get_values_for_type(x509.DNSName)

@@ -42,9 +42,12 @@ log = logging.getLogger("stalwart.http")
 class HttpServer:
     """Runs ``app`` on any number of listening sockets and drains them on request."""
 
-    def __init__(self, app: App, limits: Limits = Limits()) -> None:
+    def __init__(self, app: App, limits: Limits = Limits(), *,
+                 on_open: Callable[[], None] | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.app = app
         self.limits = limits
+        self._on_open, self._on_close = on_open, on_close
         self.connections: set[HttpConnection] = set()
         self._servers: list[asyncio.AbstractServer] = []
 
@@ -54,10 +57,18 @@ class HttpServer:
         """Start serving on an already bound and listening socket."""
         loop = asyncio.get_running_loop()
 
+        def closed(conn: HttpConnection) -> None:
+            if conn in self.connections:
+                self.connections.discard(conn)
+                if self._on_close is not None:
+                    self._on_close()
+
         def factory() -> HttpConnection:
             conn = HttpConnection(self.app, self.limits, listener=listener,
-                                  admin_socket=admin, on_close=self.connections.discard)
+                                  admin_socket=admin, on_close=closed)
             self.connections.add(conn)
+            if self._on_open is not None:
+                self._on_open()
             return conn
 
         if sock.family == socket.AF_UNIX:
@@ -159,7 +170,8 @@ async def serve(ctx: Any) -> None:
     config = ctx.config
     store = StoreHandle(lambda: _open_store(config))
     router = build_app(ctx, store)
-    server = HttpServer(router.dispatch)
+    server = HttpServer(router.dispatch, on_open=ctx.connection_opened,
+                        on_close=ctx.connection_closed)
     tls_context: ssl.SSLContext | None = None
     try:
         for listener, sock in ctx.sockets:

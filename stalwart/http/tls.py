@@ -26,9 +26,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping, Protocol
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 
 class CertificateLike(Protocol):
     cert_pem: bytes
@@ -63,6 +60,9 @@ def _secret_path(data: bytes) -> Iterator[str]:
 
 def certificate_names(cert_pem: bytes) -> list[str]:
     """The DNS names a PEM certificate (its first, leaf certificate) is valid for."""
+    from cryptography import x509          # only where certificates are configured
+    from cryptography.x509.oid import NameOID
+
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:

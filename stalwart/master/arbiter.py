@@ -35,6 +35,13 @@ the listening sockets (stalwart.master.sockets), the admin socket, and the proce
   store gets SIGTERM and ``STORE_GRACE`` seconds to finish its last commit. The master
   exits 0. A second SIGTERM/SIGINT, or SIGQUIT, cuts the drain short.
 - **SIGUSR1** reopens the master's log files and is passed on to every child.
+- **On demand** (``server.on-demand``): a pool slot without a worker is *dormant*; the
+  loop polls its listening sockets (and, for the http pool, the admin socket) together
+  with the self-pipe, and forks the slot's worker when one is readable: the waiting
+  connection stays in the socket's queue, which the master's copy keeps alive. A worker
+  that leaves after ``server.idle-exit`` without connections exits with ``EXIT_IDLE``:
+  not a crash, its slot goes dormant. A crash of an on-demand worker is throttled as
+  any other; the slot is refilled after the delay if a connection is waiting.
 """
 
 from __future__ import annotations
@@ -117,6 +124,7 @@ class Arbiter:
         self.announced = False
         self.first_ready = True
         self.stopping = False
+        self.pending: set[tuple[str, int]] = set()   # dormant slots a client is waiting on
         self.stop_deadline = 0.0
         self.exit_code = 0
 
@@ -251,19 +259,46 @@ class Arbiter:
         if len(self.signals) < 16:
             self.signals.append(signum)
 
+    def dormant_sockets(self, now: float) -> dict[int, tuple[str, int]]:
+        """fd -> (kind, slot) of the sockets of on-demand slots waiting for a client."""
+        watched: dict[int, tuple[str, int]] = {}
+        if self.stopping or not self.store_booted:
+            return watched
+        for service in self.services.values():
+            if not service.on_demand:
+                continue
+            for slot in service.slots:
+                if slot.worker is not None or now < slot.not_before:
+                    continue
+                if (service.kind, slot.index) in self.pending:
+                    continue
+                for _, sock in slot.sockets:
+                    watched[sock.fileno()] = (service.kind, slot.index)
+                if service.kind == "http" and slot.index == 0 and self.admin_sock is not None:
+                    watched[self.admin_sock.fileno()] = (service.kind, slot.index)
+        return watched
+
     def wait(self, timeout: float) -> None:
         if self.signals:
             return
+        watched = self.dormant_sockets(time.monotonic())
+        poller = select.poll()
+        poller.register(self.pipe[0], select.POLLIN)
+        for fd in watched:
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select([self.pipe[0]], [], [], timeout)
+            events = poller.poll(max(timeout, 0.0) * 1000)
         except InterruptedError:
             return
-        if ready:
-            try:
-                while os.read(self.pipe[0], 512):
+        for fd, _ in events:
+            if fd == self.pipe[0]:
+                try:
+                    while os.read(self.pipe[0], 512):
+                        pass
+                except BlockingIOError:
                     pass
-            except BlockingIOError:
-                pass
+            elif fd in watched:
+                self.pending.add(watched[fd])
 
     def dispatch_signals(self) -> None:
         while self.signals:
@@ -315,6 +350,7 @@ class Arbiter:
             kind=service.kind, slot=slot.index, generation=self.generation,
             config=self.config, sockets=list(slot.sockets),
             admin_socket=self.admin_sock if service.kind == "http" else None,
+            idle_exit=self._seconds("server.idle-exit") if service.on_demand else None,
             _heartbeat=heartbeat)
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -392,6 +428,11 @@ class Arbiter:
         if worker.retiring or self.stopping:
             log.info("%s exited (%s)", worker.name, how)
             return
+        if (slot is not None and os.WIFEXITED(status)
+                and os.WEXITSTATUS(status) == worker_process.EXIT_IDLE):
+            log.info("%s left after %gs without connections; its slot waits for the next",
+                     worker.name, self._seconds("server.idle-exit"))
+            return
         if slot is None:                      # superseded by a reload, not yet retired
             log.warning("%s exited unexpectedly (%s)", worker.name, how)
             return
@@ -418,6 +459,9 @@ class Arbiter:
         for service in self.services.values():
             for slot in service.slots:
                 if slot.worker is None:
+                    if service.on_demand and slot.not_before <= now \
+                            and (service.kind, slot.index) not in self.pending:
+                        continue              # dormant: the poll wakes us for a client
                     timeout = min(timeout, max(slot.not_before - now, 0.01))
         return max(timeout, 0.01)
 
@@ -456,7 +500,8 @@ class Arbiter:
                 ready = True                  # its slot is gone (or exclusive): no successor
             else:
                 successor = service.slots[w.slot].worker
-                ready = successor is not None and successor.ready
+                ready = (successor is not None and successor.ready) or \
+                    (successor is None and service.on_demand)    # dormant: nothing to wait for
             # A successor that does not come up (crash loop) does not keep the old
             # generation forever.
             if ready or now - w.superseded_at > self.heartbeat_timeout:
@@ -476,6 +521,10 @@ class Arbiter:
                     continue
                 if service.singleton and service.kind in alive_kinds:
                     continue          # its predecessor is still draining
+                if service.on_demand:
+                    if (service.kind, slot.index) not in self.pending:
+                        continue      # dormant until a client connects
+                    self.pending.discard((service.kind, slot.index))
                 self.spawn(service, slot)
                 alive_kinds.add(service.kind)
 
@@ -549,6 +598,9 @@ class Arbiter:
                     new.slots[0].worker = w        # the store keeps running
                     continue
                 w.superseded_at = now
+        self.pending = {(kind, index) for kind, index in self.pending
+                        if kind in services and services[kind].on_demand
+                        and index < services[kind].size}
         self.announced = False
         gc.collect()
         log.info("reloaded %s: generation %d; %s (%d sockets closed)", config.source,

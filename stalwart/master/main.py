@@ -40,8 +40,11 @@ __all__ = ["main", "PRELOAD"]
 log = logging.getLogger("stalwart.master")
 
 #: Modules imported by the master before the first fork (missing ones are skipped).
-PRELOAD = ("uvloop", "ssl", "cryptography.x509", "cryptography.hazmat.primitives.serialization",
-           "msgpack", "orjson", "rocksdict", "h11", "argon2", "stalwart._native")
+PRELOAD = ("uvloop", "ssl", "msgpack", "orjson", "rocksdict", "h11", "argon2",
+           "dns.asyncresolver", "stalwart._native")
+#: Preloaded only when the config has certificates: the workers' TLS setup reads their
+#: names with it; an instance without TLS never pays for it (about 10 MiB).
+PRELOAD_TLS = ("cryptography.x509", "cryptography.hazmat.primitives.serialization")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,16 +88,21 @@ def _loader(path: Path | None) -> Callable[[], Config]:
     return lambda: load(path)
 
 
-def _preload() -> dict:
-    """Import the heavy modules and every process kind now, before any fork."""
+def _preload(config: Config | None = None) -> dict:
+    """Import the heavy modules and every process kind now, before any fork (pool kinds
+    only when their pools are not started on demand)."""
     from stalwart.worker import registry
 
-    for name in PRELOAD:
+    names = PRELOAD + (PRELOAD_TLS if config is not None and config.certificates else ())
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError:
             log.debug("preload: %s is not installed", name)
-    return registry.preload()
+    # Pools started on demand import their protocol in the worker: an idle instance
+    # then holds only what the singletons need (a first client waits for the import).
+    on_demand = config is not None and bool(config.get("server.on-demand"))
+    return registry.preload(deferred=registry.POOLS if on_demand else ())
 
 
 def _http_url(config: Config) -> str | None:
@@ -165,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The master's own objects are few and long-lived: collect by hand (after a reload)
     # rather than let a collection in the master touch pages the workers share.
     gc.disable()
-    kinds = _preload()
+    kinds = _preload(config)
     gc.collect()
     gc.freeze()
+    from stalwart.worker.memory import trim
+    trim()                 # the imports' temporary buffers: not worth inheriting
 
     from .arbiter import Arbiter
     return Arbiter(config, load_config, kinds).run()

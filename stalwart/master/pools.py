@@ -11,6 +11,11 @@ protocol that has listeners, each slot with one socket per bound address of each
 pool's listeners (taken from the ``SocketTable``, so an address kept across a reload keeps
 its sockets).
 
+With ``server.on-demand`` a pool's slots start empty (*dormant*): the arbiter polls a
+dormant slot's sockets and forks its worker when a connection waits; a worker that stayed
+``server.idle-exit`` without a connection exits with ``EXIT_IDLE`` and the slot is dormant
+again. Singletons are never on demand.
+
 The respawn throttle (``Slot.crashed``): the first crash of a slot waits
 ``server.respawn-throttle``; each further crash of a worker that ran less than
 ``STABLE_AFTER`` seconds doubles the delay, up to ``server.respawn-throttle-max``; a
@@ -88,6 +93,7 @@ class Service:
     serve: Callable[[Any], Any]
     listeners: list[Listener]
     slots: list[Slot]
+    on_demand: bool = False             # slots start dormant, filled when a client connects
 
     @property
     def size(self) -> int:
@@ -96,6 +102,9 @@ class Service:
     def ready(self) -> bool:
         """Every slot is served, or crashing (then systemd must not wait for it forever:
         the crash is logged and the slot keeps being restarted with its throttle)."""
+        if self.on_demand:       # a dormant slot is ready: its sockets are listening
+            return all(s.worker is None or s.worker.ready or s.crashes > 0
+                       for s in self.slots)
         return all((s.worker is not None and s.worker.ready) or s.crashes > 0
                    for s in self.slots)
 
@@ -103,7 +112,7 @@ class Service:
         if self.singleton:
             return self.kind
         ids = ", ".join(listener.id for listener in self.listeners)
-        return f"{self.kind} x{self.size} ({ids})"
+        return f"{self.kind} x{self.size}{' on demand' if self.on_demand else ''} ({ids})"
 
 
 def plan(config: Config, kinds: dict[str, Callable[[Any], Any]],
@@ -142,5 +151,6 @@ def plan(config: Config, kinds: dict[str, Callable[[Any], Any]],
                     slot.sockets.append(
                         (listener, table.take(host, port, index, listener.backlog)))
             slots.append(slot)
-        services[protocol] = Service(protocol, False, kinds[protocol], listeners, slots)
+        services[protocol] = Service(protocol, False, kinds[protocol], listeners, slots,
+                                     on_demand=bool(config.get("server.on-demand")))
     return services

@@ -166,9 +166,23 @@ class Deliverer:
         self.pool = pool
         self.local = local
         self.is_local_domain = is_local_domain
-        self.tls_verified = tls_verified or verified_context()
-        self.tls_opportunistic = tls_opportunistic or opportunistic_context()
+        # Built on first use: the system CA store costs the queue process about 2 MiB,
+        # which an instance that never relays should not pay.
+        self._tls_verified = tls_verified
+        self._tls_opportunistic = tls_opportunistic
         self.clock = clock
+
+    @property
+    def tls_verified(self) -> ssl.SSLContext:
+        if self._tls_verified is None:
+            self._tls_verified = verified_context()
+        return self._tls_verified
+
+    @property
+    def tls_opportunistic(self) -> ssl.SSLContext:
+        if self._tls_opportunistic is None:
+            self._tls_opportunistic = opportunistic_context()
+        return self._tls_opportunistic
 
     # ------------------------------------------------------------------ entry point
     async def deliver(self, message: QueuedMessage, data: bytes, domain: str,

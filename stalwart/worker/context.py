@@ -11,6 +11,12 @@ the master keeps its own copy so that queued connections survive this process), 
 connections with ``connection_opened()`` / ``connection_closed()``: the count goes into the
 process title (``stalwart: imap worker 2 [34 conns]``) and to the master with the heartbeat.
 
+A worker of an on-demand slot (``idle_exit`` set, ``server.on-demand``) is stopped by the
+worker loop once ``idle_for()`` reaches ``idle_exit``: like a drain, with
+``idle_exited`` set so the process exits with ``EXIT_IDLE`` instead of ``EXIT_OK``. The
+connection counts are what tell it apart from a busy worker, so every protocol server
+must report them.
+
 ``heartbeat()`` is called by the worker loop (stalwart.worker.process), never by ``serve``.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +46,9 @@ class WorkerContext:
     admin_socket: socket.socket | None = None          # run/admin.sock, http workers only
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     connections: int = 0                               # open client connections
+    idle_exit: float | None = None                     # on-demand slot: leave when idle
+    last_activity: float = field(default_factory=time.monotonic)
+    idle_exited: bool = False                          # it left because it was idle
     _heartbeat: Heartbeat | None = field(default=None, repr=False)
 
     @property
@@ -64,10 +74,16 @@ class WorkerContext:
 
     def connection_opened(self) -> None:
         self.connections += 1
+        self.last_activity = time.monotonic()
 
     def connection_closed(self) -> None:
         if self.connections > 0:
             self.connections -= 1
+        self.last_activity = time.monotonic()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without any open connection (0 while one is open)."""
+        return 0.0 if self.connections else max(now - self.last_activity, 0.0)
 
     def heartbeat(self) -> None:
         """Tell the master this process is alive (called by the worker loop)."""

@@ -34,18 +34,26 @@ import os
 import pwd
 import signal
 import sys
+import time
 from typing import Any, Awaitable, Callable, NoReturn
 
 from .context import WorkerContext
 
-__all__ = ["run", "drop_privileges", "Identity", "EXIT_OK", "EXIT_CRASHED", "EXIT_RETURNED"]
+__all__ = ["run", "drop_privileges", "Identity", "EXIT_OK", "EXIT_CRASHED", "EXIT_RETURNED",
+           "EXIT_IDLE"]
 
 log = logging.getLogger("stalwart.worker")
 
 EXIT_OK, EXIT_CRASHED, EXIT_RETURNED = 0, 1, 2
+#: An on-demand worker that left after ``server.idle-exit`` without connections.
+EXIT_IDLE = 3
 
 #: Upper bound of the interval between two beats (a fraction of the timeout below that).
 BEAT_INTERVAL = 1.0
+#: A process gives its free heap pages back this long after it started, then after each
+#: such quiet period without connections (stalwart.worker.memory).
+TRIM_AFTER = 3.0
+TRIM_INTERVAL = 60.0
 
 _PR_SET_PDEATHSIG = 1
 
@@ -100,14 +108,27 @@ def _set_title(title: str) -> None:
 
 
 async def _beat(ctx: WorkerContext, master_pid: int, interval: float) -> None:
+    from .memory import trim
+
     title = ""
+    next_trim = time.monotonic() + TRIM_AFTER
     while True:
         ctx.heartbeat()
+        now = time.monotonic()
+        if now >= next_trim and not ctx.connections:
+            trim()
+            next_trim = now + TRIM_INTERVAL
         if ctx.title != title:
             title = ctx.title
             _set_title(title)
         if os.getppid() != master_pid and not ctx.shutdown.is_set():
             log.error("the master (pid %d) is gone: draining", master_pid)
+            ctx.shutdown.set()
+        if (ctx.idle_exit is not None and not ctx.shutdown.is_set()
+                and ctx.idle_for(time.monotonic()) >= ctx.idle_exit):
+            log.info("%s: no connection for %.0fs: leaving until the next one", ctx.label,
+                     ctx.idle_exit)
+            ctx.idle_exited = True
             ctx.shutdown.set()
         if ctx.shutdown.is_set():
             await asyncio.sleep(interval)    # draining: the master still watches us
@@ -139,7 +160,7 @@ async def _main(ctx: WorkerContext, serve: Callable[[Any], Awaitable[None]],
     if not ctx.shutdown.is_set():
         log.error("%s: serve() returned without being asked to stop", ctx.label)
         return EXIT_RETURNED
-    return EXIT_OK
+    return EXIT_IDLE if ctx.idle_exited else EXIT_OK
 
 
 def run(ctx: WorkerContext, serve: Callable[[Any], Awaitable[None]], *, master_pid: int,

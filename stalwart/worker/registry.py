@@ -18,12 +18,13 @@ may point a kind at another function before calling ``stalwart.master.main.main`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from typing import Any, Awaitable, Callable
 
 from stalwart.config import PROTOCOLS
 
-__all__ = ["KINDS", "SINGLETONS", "POOLS", "RegistryError", "resolve", "preload"]
+__all__ = ["KINDS", "SINGLETONS", "POOLS", "RegistryError", "Deferred", "resolve", "preload"]
 
 log = logging.getLogger("stalwart.worker")
 
@@ -80,11 +81,47 @@ def resolve(kind: str) -> Serve:
     return fn
 
 
-def preload(kinds: list[str] | tuple[str, ...] | None = None) -> dict[str, Serve]:
-    """Import the kinds (all by default); return the available ones, log the others."""
+class Deferred:
+    """The ``serve`` of a kind imported in the child, on its first call.
+
+    For pools started on demand (``server.on-demand``): their modules then live only in
+    the processes that serve them, instead of in the master's heap that every idle process
+    shares (about 4 MiB for the protocol modules of the embedded default)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __call__(self, ctx: Any) -> Awaitable[None]:
+        return resolve(self.kind)(ctx)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.kind!r})"
+
+
+def _exists(kind: str) -> bool:
+    """Whether the module of ``kind`` is part of this build (found, not imported)."""
+    module_name = KINDS.get(kind, "").partition(":")[0]
+    try:
+        return bool(module_name) and importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:            # a parent package is missing
+        return False
+
+
+def preload(kinds: list[str] | tuple[str, ...] | None = None, *,
+            deferred: tuple[str, ...] = ()) -> dict[str, Serve]:
+    """Import the kinds (all by default); return the available ones, log the others.
+
+    Kinds in ``deferred`` are only looked up: their ``serve`` is a ``Deferred`` that
+    imports the module in the process that runs it."""
     available: dict[str, Serve] = {}
     missing: list[str] = []
     for kind in kinds if kinds is not None else list(KINDS):
+        if kind in deferred and kind in KINDS:
+            if _exists(kind):
+                available[kind] = Deferred(kind)
+            else:
+                missing.append(kind)
+            continue
         try:
             available[kind] = resolve(kind)
         except RegistryError as exc:

@@ -75,6 +75,21 @@ declare("server.workers.<protocol>", Int(min=1, max=4096), """
                 "and `managesieve`",
     validator=_known_protocol)
 
+declare("server.on-demand", Bool(), """
+    Start protocol workers when connections arrive instead of keeping every pool slot
+    filled. The master watches the listening sockets of an empty slot and forks its worker
+    when a client connects (the connection waits in the socket's queue meanwhile: a few
+    milliseconds, the master has every module loaded); a worker that has had no connection
+    for `server.idle-exit` exits and its slot waits again. Postfix and Dovecot work this way
+    by default. It keeps an idle server small (the embedded default turns it on); pools of
+    a busy server stay full either way. Singletons (store, queue, scheduler) always run.""",
+    section="server", default=False)
+
+declare("server.idle-exit", Duration(min=1.0), """
+    With `server.on-demand`, how long a protocol worker stays without any connection
+    before it exits.""",
+    section="server", default="2m")
+
 declare("server.run-as.user", String(), """
     Unprivileged user the master switches to once it has bound its sockets (requires
     starting as root). Unset: keep the user the server was started as.""",

@@ -43,6 +43,17 @@ def build_handler(listener: Any, hostname: str, store: Any,
                        implicit_tls=listener.tls_implicit)
 
 
+def _counted(ctx: Any, handler: SmtpHandler):
+    """The handler, reporting each session to the worker context (title, idle exit)."""
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ctx.connection_opened()
+        try:
+            await handler(reader, writer)
+        finally:
+            ctx.connection_closed()
+    return session
+
+
 async def serve(ctx: Any) -> None:
     from stalwart.store.api import Store
 
@@ -62,7 +73,8 @@ async def serve(ctx: Any) -> None:
             handler = build_handler(listener, hostname, store, tls_context)
             handlers.append(handler)
             servers.append(await asyncio.start_server(
-                handler, sock=sock, ssl=tls_context if listener.tls_implicit else None))
+                _counted(ctx, handler), sock=sock,
+                ssl=tls_context if listener.tls_implicit else None))
         await ctx.shutdown.wait()
     finally:
         for server in servers:
