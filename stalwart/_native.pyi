@@ -182,3 +182,80 @@ class Part:
 def parse_message(raw: bytes) -> Message:
     """Parse an RFC 5322 message. Never raises for malformed input (TypeError if ``raw``
     is not bytes). Runs without the GIL."""
+
+# -- IMAP command parser (ext/src/imap/, glue ext/src/imap_py.rs) --------------------------
+#
+# Used through ``stalwart.protocols.imap.grammar``, never directly. Events and errors are
+# the classes of ``stalwart.protocols.imap.types`` (built natively), ``NEED_DATA`` is the
+# sentinel of ``stalwart.protocols.base``; behaviour is that of the reference
+# ``grammar_ref`` (checked by tests/protocol/test_imap_grammar_native.py).
+
+ImapLimits = tuple[int, int, int, int, int, int, int, int]
+"""(max_line, max_command, max_literal, max_append, max_append_total, max_discard,
+max_depth, max_args): the fields of ``grammar_ref.Limits`` in order."""
+
+class ImapParser:
+    """Incremental IMAP command reader (sans-IO)."""
+
+    utf8: bool
+    """Mailbox names are UTF-8 (IMAP4rev2, UTF8=ACCEPT) rather than modified UTF-7."""
+    mode: str
+    """"command", "idle" (the next line must be DONE) or "sasl" (lines are SASL data)."""
+
+    def __init__(self, limits: ImapLimits, utf8: bool = False,
+                 literal_limit: object | None = None) -> None:
+        """``literal_limit(name) -> int`` gives the largest literal accepted for command
+        ``name`` (errors it raises propagate from ``next_event``)."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
+    def next_event(self) -> object:
+        """A ``Command``, ``Continuation``, ``IdleDone`` or ``SaslResponse``, or
+        ``NEED_DATA``; raises ``ImapError``."""
+    def buffered(self) -> int: ...
+    def discard_buffer(self) -> bytes:
+        """Drop the buffered octets (after STARTTLS); LocalProtocolError while an
+        over-long line is being dropped."""
+    def expect_idle_done(self) -> None: ...
+    def expect_sasl(self) -> None: ...
+    def expect_command(self) -> None: ...
+    def refuse_literal(self) -> None:
+        """The session refused a synchronizing literal: forget the command."""
+
+def imap_parse_command(parts: list[bytes], literals: list[tuple[bytes, bool]],
+                       limits: ImapLimits, utf8: bool = False) -> object:
+    """One complete command (line parts, and (data, literal8) after each part but the
+    last) as a ``Command``; raises ``ImapError``."""
+
+# -- full-text index (ext/src/fts/, glue ext/src/fts_py.rs) --------------------------------
+#
+# Used through ``stalwart.fts``. Posting lists: version octet 1, then per document
+# (ascending) varint(doc gap), varint(count), varint positions (first, then gaps).
+
+FTS_LANGUAGES: list[str]
+"""ISO 639-1 codes with a Snowball stemmer, and "none"."""
+FTS_MAX_WORD_BYTES: int
+"""Longest folded word indexed; longer ones only take a position."""
+
+FTS_DETECTED: list[str]
+"""The languages ``fts_detect_language`` can answer (besides "none")."""
+
+def fts_detect_language(text: str) -> str:
+    """ISO 639-1 code of the language of ``text`` by a stop-word vote (Cyrillic and Greek
+    by script), or "none" when short or unclear. Runs without the GIL."""
+def fts_index(parts: list[tuple[str, str]], language: str = "en") -> dict[str, list[int]]:
+    """{"field:term": positions} of ``(field, text)`` parts. Runs without the GIL;
+    ValueError for an unknown language."""
+def fts_terms(text: str, language: str = "en") -> list[str]:
+    """The folded, stemmed terms of ``text`` in order."""
+def fts_encode(entries: list[tuple[int, list[int]]]) -> bytes:
+    """Encode (doc, positions) entries, both strictly ascending (else ValueError)."""
+def fts_decode(blob: bytes) -> list[tuple[int, list[int]]]:
+    """Decode a posting list; ValueError for anything ``fts_encode`` cannot produce."""
+def fts_docs(blob: bytes) -> list[int]: ...
+def fts_upsert(blob: bytes | None, doc: int, positions: list[int]) -> bytes:
+    """The list with ``doc`` set to ``positions`` (added or replaced)."""
+def fts_remove(blob: bytes, docs: list[int]) -> bytes | None:
+    """The list without ``docs``; None when it is left empty."""
+def fts_intersect(blobs: list[bytes]) -> list[int]:
+    """Documents in every list."""
+def fts_phrase(blobs: list[bytes]) -> list[int]:
+    """Documents where term i of the lists is at position p + i for some p."""

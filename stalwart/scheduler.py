@@ -12,7 +12,13 @@ Tasks now:
 - ``clean_secondaries``: removes RocksDB secondary directories left by worker processes that
   died without closing their store (``run/secondary/<pid>`` whose pid is gone).
 
-Later issues add full-text indexing, ACME renewal, DMARC and TLS reports here.
+- DMARC aggregate reports (``stalwart.mailauth.reports.run_report_job``): hourly, the
+  reports of finished UTC days are queued to the ``rua=`` addresses.
+
+- ``fts_indexer``: fills the full-text index after delivery (``stalwart.fts.run_indexer``,
+  woken by store change events, in this process's own store connection).
+
+Later issues add ACME renewal and TLS reports here.
 """
 
 from __future__ import annotations
@@ -35,15 +41,17 @@ FIRST_RUN_DELAY = 30.0
 
 
 def clean_secondaries(run_dir: Path) -> int:
-    """Remove ``run_dir/secondary/<pid>`` directories whose process no longer exists."""
+    """Remove ``run_dir/secondary/<pid>`` (or ``<purpose>-<pid>``) directories whose process
+    no longer exists."""
     root = Path(run_dir) / "secondary"
     if not root.is_dir():
         return 0
     removed = 0
     for d in root.iterdir():
-        if not d.name.isdigit():
+        pid_text = d.name.rsplit("-", 1)[-1]  # "<pid>" or "<purpose>-<pid>" (fts-<pid>)
+        if not pid_text.isdigit():
             continue
-        pid = int(d.name)
+        pid = int(pid_text)
         try:
             os.kill(pid, 0)
             continue  # still alive
@@ -93,6 +101,31 @@ async def run(run_dir: Path, stop: asyncio.Event, *, blob_period: float = BLOB_P
         await client.close()
 
 
+async def fts_indexer(config, stop: asyncio.Event) -> None:
+    """The full-text indexer (``stalwart.fts.run_indexer``) over this process's own store
+    connection; restarted after a failure so the scheduler's other tasks go on."""
+    from .fts import run_indexer
+    from .store import Store
+
+    while not stop.is_set():
+        try:
+            store = await Store.open(config, name=f"fts-{os.getpid()}")
+            try:
+                await run_indexer(store, stop)
+            finally:
+                await store.close()
+        except Exception:
+            log.exception("scheduler: full-text indexer failed, restarting in 5 s")
+            try:
+                await asyncio.wait_for(stop.wait(), 5.0)
+            except asyncio.TimeoutError:
+                pass
+
+
 async def serve(ctx) -> None:
     """Entry point of the ``scheduler`` process kind."""
-    await run(Path(ctx.config.run_dir), ctx.shutdown)
+    from .mailauth.reports import run_report_job   # DMARC aggregate reports, daily
+
+    await asyncio.gather(run(Path(ctx.config.run_dir), ctx.shutdown),
+                         run_report_job(ctx.config, ctx.shutdown),
+                         fts_indexer(ctx.config, ctx.shutdown))

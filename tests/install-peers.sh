@@ -3,6 +3,11 @@
 # Idempotent; needs root for apt-get. Without root it only reports what is missing.
 set -euo pipefail
 DEBS=(swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl getmail6)
+# Postfix (peer MTA, smtp-sink), NSD (authoritative DNS) and Unbound (validating resolver):
+# the tests run their own instances on loopback (tests/integration/{postfixpeer,dnsserver}.py).
+DEBS+=(postfix nsd unbound)
+# Synchronising IMAP clients driven by tests/integration/test_imap_clients_sync.py.
+DEBS+=(isync offlineimap3)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
@@ -13,6 +18,13 @@ if ((${#missing[@]})); then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  # Keep the packages' system services (Postfix on 25, NSD and Unbound on 53) from starting.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

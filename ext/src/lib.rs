@@ -1,14 +1,20 @@
 //! `stalwart._native`: the pyo3 glue over the crate's plain Rust modules.
 //!
 //! Only conversion between Rust and Python lives here; the logic (and its tests) is in
-//! `mime.rs`. Long native work (parsing, decoding a body) runs with the GIL released.
+//! `mime.rs`, `imap/` and `fts/` (their glue: `imap_py.rs`, `fts_py.rs`). Long native
+//! work (parsing, decoding a body) runs with the GIL released.
 //! The Python-facing contract is the checked stub `stalwart/_native.pyi`.
 //!
 //! Objects are cheap to build: `Message` and `Part` are handles (a reference to the raw
 //! `bytes` plus a shared pointer to the parsed tree); each getter converts one field
 //! when it is read.
 
+pub mod fts;
+pub mod imap;
 pub mod mime;
+
+mod fts_py;
+mod imap_py;
 
 use std::sync::Arc;
 
@@ -374,5 +380,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Message>()?;
     m.add_class::<Part>()?;
     m.add_function(wrap_pyfunction!(parse_message, m)?)?;
+    imap_py::register(m)?;
+    fts_py::register(m)?;
     Ok(())
 }

@@ -18,6 +18,7 @@
     stalwart-cli queue show ID
     stalwart-cli queue retry ID           # attempt delivery now
     stalwart-cli queue cancel ID          # remove it without notifying anyone
+    stalwart-cli dkim create|list|dns|delete DOMAIN   # signing keys (stalwart.cli.dkim)
     stalwart-cli hash [PASSWORD]          # an argon2 hash for the config file
 
 Where the server is (first that applies): ``--url https://host:port`` (TCP/TLS with
@@ -41,6 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import dkim as dkim_cli
 from . import output
 from .client import (EXIT_ERROR, EXIT_INVALID, EXIT_OK, ApiClient, CliError, Target,
                      segment)
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stalwart-cli", description="Manage the domains, accounts and outbound queue "
                                          "of a running Stalwart server.")
     _common(parser, top=True)
-    sub = parser.add_subparsers(dest="area", required=True, metavar="{domain,account,queue,hash}")
+    sub = parser.add_subparsers(dest="area", required=True, metavar="{domain,account,queue,dkim,hash}")
 
     def leaf(parent, name: str, help_text: str, *,
              admin_password: bool = True) -> argparse.ArgumentParser:
@@ -173,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=_positive)
     p = leaf(queue, "cancel", "remove a message from the queue (no notification is sent)")
     p.add_argument("id", type=_positive)
+
+    dkim_cli.add_parser(sub, leaf)
 
     p = sub.add_parser("hash", help="print an argon2 hash of a password for the config file")
     p.add_argument("password", nargs="?", help="the password (prompted for if omitted)")
@@ -375,7 +379,8 @@ def run(args: argparse.Namespace) -> int:
         data, text = _hash(args)
     else:
         client = ApiClient(_target(args))
-        handler = {"domain": _domain, "account": _account, "queue": _queue}[args.area]
+        handler = {"domain": _domain, "account": _account, "queue": _queue,
+                   "dkim": dkim_cli.run}[args.area]
         data, text = handler(client, args)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))

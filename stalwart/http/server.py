@@ -157,6 +157,8 @@ def build_app(ctx: Any, store: StoreHandle) -> Router:
     router = Router()
     router.add("GET", "/healthz", health_handler(ctx))
     router.mount("/api", build_api_router(ctx.config, store))
+    from .wellknown import add_routes as add_wellknown_routes    # /.well-known/mta-sts.txt
+    add_wellknown_routes(router, ctx.config, store)
     return router
 
 

@@ -19,6 +19,11 @@ Order of work (RFC 5321 5.1; Postfix's smtp(8) and mox's queue behave alike):
    always, with the certificate checked against the MX host name), EHLO again, AUTH for a
    smarthost (never in clear text unless the route allows it). A failed opportunistic
    handshake is retried once without TLS on a fresh connection, like Postfix.
+   MTA-STS (RFC 8461, ``stalwart.mailauth.mtasts``, when ``Deliverer.mtasts`` is set): an
+   ``enforce`` policy (or any policy for a REQUIRETLS message) keeps only the MX hosts it
+   names (others: 451 4.7.5) and requires TLS verified against the MX host name;
+   ``TLS-Required: No`` turns it off (RFC 8689 5). Sessions are counted for TLS-RPT
+   (``Deliverer.tlsrpt``, RFC 8460).
 5. Checks before MAIL: SIZE (552 5.3.4 when the server's limit is smaller), 8-bit content
    without 8BITMIME (554 5.6.3: we do not downgrade), SMTPUTF8 needed but not offered
    (553 5.6.7, RFC 6531 3.4), REQUIRETLS not offered (550 5.7.30, RFC 8689 4.2.1).
@@ -38,10 +43,11 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from stalwart.dns import (Addresses, DnsError, InvalidName, MxHost, NxDomain, Resolver,
                           TempFail)
+from stalwart.mailauth.mtasts import delivery_policy
 
 from .client import ServerReply, SmtpClient, SmtpError
 from .model import Attempt, QueuedMessage, QueuedRecipient, Reply
@@ -155,6 +161,11 @@ def _local(code: int, status: str, text: str) -> Reply:
 
 
 class Deliverer:
+    #: MTA-STS policy cache (``stalwart.mailauth.mtasts.MtaSts``) and TLS-RPT recorder
+    #: (``stalwart.mailauth.tlsrpt.TlsRptRecorder``); None: not used.
+    mtasts: Any = None
+    tlsrpt: Any = None
+
     def __init__(self, settings: QueueSettings, resolver: Resolver, pool: ConnectionPool, *,
                  local: LocalDeliver | None = None,
                  is_local_domain: Callable[[str], bool] | None = None,
@@ -198,6 +209,15 @@ class Deliverer:
             result.outcomes = [Outcome(r, exc.reply) for r in rcpts]
             return result
         port = route.port if route.kind == "relay" else self.settings.mx_port
+        sts = None
+        if route.kind == "mx" and _literal(domain) is None:
+            sts = await delivery_policy(self.mtasts, self.tlsrpt, domain,
+                                        requiretls=message.requiretls, message=data)
+            targets = [(h, a) if isinstance(a, _HostFailure) or sts.allows(h) else
+                       (h, _HostFailure(_local(451, "4.7.5", f"MX host {h} is not allowed by "
+                                               f"the MTA-STS policy of {domain}"),
+                                        requiretls=message.requiretls))
+                       for h, a in targets]
         failures: list[_HostFailure] = []
         connects = 0
         for host, addresses in targets:
@@ -210,7 +230,8 @@ class Deliverer:
                     break
                 connects += 1
                 try:
-                    outcomes = await self._deliver_to(route, host, ip, port, message, data, rcpts)
+                    outcomes = await self._deliver_to(route, host, ip, port, message, data,
+                                                      rcpts, sts)
                 except _HostFailure as exc:
                     failures.append(exc)
                     result.attempts.append(Attempt(self.clock(), domain, host, ip, exc.reply))
@@ -306,14 +327,15 @@ class Deliverer:
     # ------------------------------------------------------------------ one host
     async def _deliver_to(self, route: Route, host: str, ip: str, port: int,
                           message: QueuedMessage, data: bytes,
-                          rcpts: list[QueuedRecipient]) -> list[Outcome]:
+                          rcpts: list[QueuedRecipient], sts: Any = None) -> list[Outcome]:
         verify = message.requiretls or (route.kind == "relay" and not route.allow_invalid_certs
-                                        and route.tls != "none")
+                                        and route.tls != "none") or (sts is not None
+                                                                     and sts.enforce)
         key = (ip, port, host, route.name, verify)
         async with self.pool.limit(ip):
             client = await self.pool.take(key)
             if client is None:
-                client = await self._open(route, host, ip, port, message, verify)
+                client = await self._open(route, host, ip, port, message, verify, sts)
                 self.pool.opened += 1
             try:
                 outcomes = await self._transaction(client, host, message, data, rcpts)
@@ -329,10 +351,11 @@ class Deliverer:
             return outcomes
 
     async def _open(self, route: Route, host: str, ip: str, port: int,
-                    message: QueuedMessage, verify: bool) -> SmtpClient:
-        need_tls = message.requiretls or route.tls in ("starttls", "implicit")
+                    message: QueuedMessage, verify: bool, sts: Any = None) -> SmtpClient:
+        enforce = sts is not None and sts.enforce        # MTA-STS: verified TLS or nothing
+        need_tls = message.requiretls or route.tls in ("starttls", "implicit") or enforce
         context = self.tls_verified if verify else self.tls_opportunistic
-        use_starttls = route.tls != "none" or message.requiretls
+        use_starttls = route.tls != "none" or message.requiretls or enforce
         for plain_retry in (False, True):
             client = None
             try:
@@ -344,6 +367,8 @@ class Deliverer:
                         and client.supports("STARTTLS")):
                     await client.starttls(context, host)
                     await client.ehlo(self.settings.hostname)
+                if sts is not None and not plain_retry:
+                    sts.session(host, ip, client)           # TLS-RPT counts
                 if need_tls and not client.tls:
                     await client.quit()
                     raise _HostFailure(_local(451, "4.7.10", f"{host} [{ip}] does not offer "
@@ -363,6 +388,8 @@ class Deliverer:
             except SmtpError as exc:
                 if client is not None:
                     await client.quit()
+                if exc.stage == "tls" and sts is not None:
+                    sts.tls_failed(host, ip, exc.message)
                 if exc.stage == "tls" and not need_tls and not plain_retry \
                         and route.tls != "implicit":
                     log.info("TLS with %s [%s] failed (%s); retrying in clear text", host, ip,

@@ -148,11 +148,18 @@ class Queue:
                 continue
             task = asyncio.create_task(self._guarded(QueuedMessage.from_record(rec)))
             self._inflight[qid] = task
-            task.add_done_callback(lambda _t, qid=qid: self._inflight.pop(qid, None))
+            task.add_done_callback(lambda _t, qid=qid: self._finished(qid))
             started.append(task)
             if len(started) >= free:
                 break
         return started
+
+    def _finished(self, qid: int) -> None:
+        """An attempt ended: its slot is free, so look for due messages now rather than
+        at the next poll (otherwise at most ``concurrency`` messages leave per
+        ``poll_interval``)."""
+        self._inflight.pop(qid, None)
+        self.wake()
 
     async def run(self, shutdown: asyncio.Event, *, drain_timeout: float = 30.0) -> None:
         """The queue process loop: start due messages, sleep until the next one is due,

@@ -18,6 +18,7 @@ an address that resolves to no account fails with 550 5.1.1.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ async def serve(ctx: Any) -> None:
     set_default_resolver(resolver)
     store = await Store.open(config)
     control = None
+    tls_reports = None
     try:
         settings = QueueSettings.from_config(config)
         queue = Queue(store, store.blobs, resolver, settings,
@@ -82,10 +84,17 @@ async def serve(ctx: Any) -> None:
                       is_local_domain=store.is_local_domain)
         control = ControlServer(queue, Path(config.run_dir) / SOCKET_NAME)
         await control.start()
+        # MTA-STS and TLS-RPT on the deliverer; the daily TLS report job (RFC 8460).
+        from stalwart.mailauth.tlsrpt import install as install_transport_security
+        tls_reports = install_transport_security(queue, resolver, config, ctx.shutdown)
+        if tls_reports is not None:
+            tls_reports = asyncio.ensure_future(tls_reports)
         log.info("queue process running: concurrency %d, %d configured route(s)",
                  settings.concurrency, len(settings.routes))
         await queue.run(ctx.shutdown, drain_timeout=config.get("server.shutdown-timeout"))
     finally:
+        if tls_reports is not None:
+            tls_reports.cancel()
         if control is not None:
             await control.close()
         await store.close()

@@ -19,7 +19,9 @@ every committed change (IMAP IDLE, JMAP push, cache invalidation).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +32,9 @@ from .errors import StoreError
 from .kv import MemoryKV, Txn
 
 EventCallback = Callable[[int, int, list], None]
+#: Successful password checks remembered per process (seconds, entries): see authenticate.
+AUTH_CACHE_TTL = 300.0
+AUTH_CACHE_SIZE = 10000
 
 
 def _password_hasher():
@@ -100,6 +105,8 @@ class Store:
         self._catch_up = catch_up
         self._needed = 0
         self._subscribers: list[EventCallback] = []
+        self._auth_cache: dict[bytes, float] = {}   # verified credentials -> expiry
+        self._auth_pending: dict[bytes, asyncio.Future] = {}   # checks in progress
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -270,9 +277,36 @@ class Store:
         record = reader.get_principal(kv, acc)
         if record is None or record.get("disabled"):
             return None
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, verify_secret, record.get("secret"), password)
-        return reader.get_account(kv, acc) if ok else None
+        # Verified-credentials cache (like Dovecot's auth_cache): an argon2id check costs
+        # about 0.5 s of CPU here, and clients log in over and over. The key binds the
+        # stored hash too, so a password change or reset misses at once.
+        secret = record.get("secret")
+        key = None
+        if isinstance(secret, str) and isinstance(password, str):
+            key = hashlib.sha256(f"{acc}\0{secret}\0{password}".encode(
+                "utf-8", "surrogatepass")).digest()
+            now = time.monotonic()
+            if self._auth_cache.get(key, 0.0) > now:
+                return reader.get_account(kv, acc)
+            # Logins with the same credentials at the same moment (a client opening many
+            # connections) share one check rather than each paying for it.
+            pending = self._auth_pending.get(key)
+            if pending is not None:
+                ok = await asyncio.shield(pending)
+                return reader.get_account(self.kv, acc) if ok else None
+        future = asyncio.get_running_loop().run_in_executor(None, verify_secret, secret, password)
+        if key is not None:
+            self._auth_pending[key] = future
+        try:
+            ok = await future
+        finally:
+            if key is not None:
+                self._auth_pending.pop(key, None)
+        if ok and key is not None:
+            if len(self._auth_cache) >= AUTH_CACHE_SIZE:
+                self._auth_cache.pop(next(iter(self._auth_cache)))
+            self._auth_cache[key] = time.monotonic() + AUTH_CACHE_TTL
+        return reader.get_account(self.kv, acc) if ok else None
 
     def get_scram_credentials(self, login: str) -> str | None:
         """RFC 5803 SCRAM-SHA-256 credentials of an enabled account, for SASL SCRAM."""
@@ -309,6 +343,18 @@ class Store:
     def mailbox_uids(self, account: int, mailbox: int) -> list[tuple[int, int]]:
         return reader.mailbox_uids(self.kv, account, mailbox)
 
+    def mailbox_uids_after(self, account: int, mailbox: int,
+                           uid: int) -> list[tuple[int, int]]:
+        """[(uid, email id)] of the messages of ``mailbox`` with a UID above ``uid`` (IMAP:
+        what arrived since the last UID a session knows)."""
+        from . import keys
+
+        prefix = keys.mailbox_uid_prefix(account, mailbox)
+        start = keys.mailbox_uid(account, mailbox, uid + 1) if uid < 2**32 - 1 else \
+            keys.prefix_end(prefix)
+        return [(keys.uid_from_key(k), keys.read_u32(v))
+                for k, v in self.kv.scan(start, keys.prefix_end(prefix))]
+
     def mailbox_messages(self, account: int, mailbox: int) -> list[tuple[int, int, list, int]]:
         """[(uid, email id, keywords, modseq)] in UID order, from one consistent read."""
         return reader.mailbox_messages(self.kv, account, mailbox)
@@ -328,9 +374,11 @@ class Store:
                                  size=len(message), received=received, keywords=list(keywords),
                                  thread_keys=thread_keys, meta=meta)
 
-    async def append_many(self, account: int, mailbox: int, items: list[dict]) -> list[dict]:
+    async def append_many(self, account: int, mailbox: int, items: list[dict], *,
+                          actor: int | None = None) -> list[dict]:
         """MULTIAPPEND: ``items`` of {"message": bytes, "received", "keywords",
-        "thread_keys", "meta"}; every blob is written first, then one atomic commit."""
+        "thread_keys", "meta"}; every blob is written first, then one atomic commit.
+        ``actor``: the account doing it, when not the owner (ACL checked, see set_acl)."""
         wire = []
         for item in items:
             message = item["message"]
@@ -338,7 +386,8 @@ class Store:
             wire.append({"blob": blob, "size": len(message), "received": item.get("received"),
                          "keywords": list(item.get("keywords") or ()),
                          "thread_keys": item.get("thread_keys"), "meta": item.get("meta")})
-        return await self._write("append_many", account=account, mailbox=mailbox, items=wire)
+        return await self._write_as(actor, mailbox, "append_many", account=account,
+                                    mailbox=mailbox, items=wire)
 
     async def deliver(self, recipients: list[dict], message: bytes, *,
                       received: int | None = None, thread_keys: dict | None = None,
@@ -348,22 +397,42 @@ class Store:
         return await self._write("deliver", recipients=recipients, blob=blob, size=len(message),
                                  received=received, thread_keys=thread_keys, meta=meta)
 
+    async def deliver_once(self, recipients: list[dict], message: bytes, *, dedup: bytes,
+                           window: int, received: int | None = None,
+                           thread_keys: dict | None = None, meta: Any = None) -> list[dict]:
+        """``deliver``, skipping accounts that received message key ``dedup`` within
+        ``window`` seconds (``{"duplicate": True}``); recorded in the same commit
+        (stalwart/store/ops/dedup.py)."""
+        blob = await self.blobs.put_async(message)
+        return await self._write("deliver_once", recipients=recipients, blob=blob,
+                                 size=len(message), dedup=dedup, window=window,
+                                 received=received, thread_keys=thread_keys, meta=meta)
+
     async def set_keywords(self, account: int, ids: list[int], *, add=(), remove=(),
-                           replace=None, unchanged_since: int | None = None) -> dict:
-        return await self._write("set_keywords", account=account, ids=list(ids), add=list(add),
-                                 remove=list(remove),
-                                 replace=None if replace is None else list(replace),
-                                 unchanged_since=unchanged_since)
+                           replace=None, unchanged_since: int | None = None,
+                           actor: int | None = None, mailbox: int | None = None) -> dict:
+        """``actor`` and ``mailbox``: who does it and in which mailbox, when the actor is not
+        the owner (every email must be in that mailbox; ACL checked, see set_acl)."""
+        return await self._write_as(actor, mailbox, "set_keywords", account=account,
+                                    ids=list(ids), add=list(add), remove=list(remove),
+                                    replace=None if replace is None else list(replace),
+                                    unchanged_since=unchanged_since)
 
-    async def copy(self, account: int, ids: list[int], mailbox: int) -> list[dict]:
-        return await self._write("copy", account=account, ids=list(ids), mailbox=mailbox)
+    async def copy(self, account: int, ids: list[int], mailbox: int, *,
+                   actor: int | None = None, source: int | None = None) -> list[dict]:
+        """``actor``/``source``: who copies, from which mailbox, when not the owner."""
+        return await self._write_as(actor, source, "copy", account=account, ids=list(ids),
+                                    mailbox=mailbox)
 
-    async def move(self, account: int, ids: list[int], source: int, mailbox: int) -> list[dict]:
-        return await self._write("move", account=account, ids=list(ids), source=source,
-                                 mailbox=mailbox)
+    async def move(self, account: int, ids: list[int], source: int, mailbox: int, *,
+                   actor: int | None = None) -> list[dict]:
+        return await self._write_as(actor, source, "move", account=account, ids=list(ids),
+                                    source=source, mailbox=mailbox)
 
-    async def expunge(self, account: int, mailbox: int, uids: list[int]) -> dict:
-        return await self._write("expunge", account=account, mailbox=mailbox, uids=list(uids))
+    async def expunge(self, account: int, mailbox: int, uids: list[int], *,
+                      actor: int | None = None) -> dict:
+        return await self._write_as(actor, mailbox, "expunge", account=account,
+                                    mailbox=mailbox, uids=list(uids))
 
     async def set_mailboxes(self, account: int, email_id: int, mailboxes: list[int]) -> dict:
         return await self._write("set_mailboxes", account=account, id=email_id,
@@ -377,6 +446,57 @@ class Store:
         if email is None:
             raise StoreError("not_found", f"email {email_id} does not exist")
         return self.blobs.get(email["blob"])
+
+    # ------------------------------------------------------------------ ACL (RFC 4314)
+    # Rules and rights in stalwart/store/ops/acl.py. Writes by an account in another
+    # account's mailbox pass ``actor=`` (append_many, set_keywords, copy, move, expunge) and
+    # are checked by the store; StoreError("forbidden") when a right is missing.
+    async def _write_as(self, actor: int | None, checked: int | None, op: str, /,
+                        **args: Any) -> Any:
+        """``op`` as the owner, or for ``actor`` with the rights on mailbox ``checked``."""
+        if actor is None or actor == args["account"]:
+            return await self._write(op, **args)
+        return await self._write("as_user", actor=actor, operation=op, mailbox=checked,
+                                 args=args)
+
+    def rights(self, actor: int, account: int, mailbox: dict) -> str:
+        """The rights (sorted letters) ``actor`` has on ``mailbox`` (a record of
+        ``account``): all of them for the owner."""
+        from .ops.acl import rights_in
+
+        return rights_in(account, mailbox, actor)
+
+    def shared_with(self, actor: int) -> list[tuple[int, dict, str]]:
+        """Other accounts' mailboxes ``actor`` has rights on: [(owner, record, rights)]."""
+        from .ops.acl import shared_with
+
+        return shared_with(self.kv, actor)
+
+    async def set_acl(self, account: int, mailbox: int, *, actor: int, grantee: int,
+                      rights: str, mode: str = "replace") -> dict:
+        """Set (``replace``), extend (``add``) or reduce (``remove``) ``grantee``'s rights on
+        a mailbox; grantee 0 is "anyone". ``actor`` needs the "a" right."""
+        return await self._write("set_acl", account=account, mailbox=mailbox, actor=actor,
+                                 grantee=grantee, rights=rights, mode=mode)
+
+    async def create_mailbox_as(self, actor: int, account: int, name: str, *, parent: int,
+                                subscribed: bool = False) -> dict:
+        """CREATE below a mailbox of another account ("k" on ``parent``)."""
+        return await self._write_as(actor, parent, "create_mailbox", account=account,
+                                    name=name, parent=parent, role=None, subscribed=subscribed)
+
+    async def delete_mailbox_as(self, actor: int, account: int, mailbox: int) -> dict:
+        """DELETE of another account's mailbox ("x" on it)."""
+        return await self._write_as(actor, mailbox, "delete_mailbox", account=account,
+                                    mailbox=mailbox, remove_emails=True)
+
+    async def copy_across(self, actor: int, account: int, mailbox: int, ids: list[int],
+                          dest_account: int, dest_mailbox: int) -> list[dict]:
+        """COPY from a mailbox of ``account`` into one of ``dest_account`` ("r" on the
+        source, "i" on the target, for whichever is not the actor's own)."""
+        return await self._write("copy_across", actor=actor, account=account,
+                                 mailbox=mailbox, ids=list(ids), dest_account=dest_account,
+                                 dest_mailbox=dest_mailbox)
 
     # ------------------------------------------------------------------ queue
     # The contract is written out in stalwart/queue/store.py.
@@ -401,6 +521,33 @@ class Store:
     def queue_list(self, limit: int = 1000, after: int = 0) -> list[dict]:
         return reader.queue_list(self.kv, limit, after)
 
+    # ------------------------------------------------------------------ DKIM keys
+    # Records and rules: stalwart/store/ops/dkim.py; key material: stalwart/mailauth/keys.py.
+    async def dkim_key_put(self, domain: str, selector: str, algorithm: str, private_key: str,
+                           created: float | None = None) -> dict:
+        return await self._write("dkim_key_put", domain=domain, selector=selector,
+                                 algorithm=algorithm, private_key=private_key, created=created)
+
+    async def dkim_key_delete(self, domain: str, selector: str) -> None:
+        await self._write("dkim_key_delete", domain=domain, selector=selector)
+
+    def dkim_keys(self, domain: str | None = None) -> list[dict]:
+        """Every key record of ``domain`` (all domains when None), private keys included:
+        for signing only, never for display."""
+        from . import keys as _keys
+        from .engine import normalize_domain, unpack
+        from .ops.dkim import key_name
+
+        if domain is None:
+            prefix = key_name("")[:-1]
+        else:
+            try:
+                prefix = key_name(normalize_domain(domain))
+            except StoreError:
+                return []
+        kv = self.kv
+        return [unpack(v) for _, v in kv.scan(prefix, _keys.prefix_end(prefix))]
+
     # ------------------------------------------------------------------ changes
     def account_state(self, account: int) -> dict | None:
         return reader.account_state(self.kv, account)
@@ -412,5 +559,99 @@ class Store:
     def vanished_since(self, account: int, mailbox: int, modseq: int) -> list[int]:
         return reader.vanished_since(self.kv, account, mailbox, modseq)
 
+    # ------------------------------------------------------------------ METADATA, \\Recent, junk
+    # Rules in stalwart/store/ops/metadata.py.
+    async def set_metadata(self, account: int, mailbox: int, entries: list, *,
+                           user: int = 0, role: Any = "unchanged") -> dict:
+        """RFC 5464 SETMETADATA, all or nothing: ``entries`` [(name, bytes | None)].
+        ``account``/``mailbox`` 0/0 are the server's entries; ``user`` owns /private ones.
+        ``role`` (a mailbox role or None), unless "unchanged", also sets the mailbox's
+        special use (RFC 6154 4) in the same commit."""
+        extra = {} if role == "unchanged" else {"set_role": True, "role": role}
+        return await self._write("set_metadata", account=account, mailbox=mailbox, user=user,
+                                 entries=[[n, v] for n, v in entries], **extra)
+
+    def get_metadata(self, account: int, mailbox: int, names: list[str], *, user: int = 0,
+                     depth: int | None = 0) -> list[tuple[str, bytes]]:
+        """Entries (canonical lower-case names) and their descendants down to ``depth``
+        levels (None: every level), as sorted (name, value)."""
+        from .ops.metadata import read_metadata
+
+        return read_metadata(self.kv, account, mailbox, user, list(names), depth)
+
+    async def claim_recent(self, account: int, mailbox: int) -> tuple[int, int]:
+        """Claim the mailbox's new messages as \\Recent for one session: (first, last) UID;
+        no other claim ever returns them."""
+        result = await self._write("claim_recent", account=account, mailbox=mailbox)
+        return result["first"], result["last"]
+
+    def recent_mark(self, account: int, mailbox: int) -> int:
+        """The highest UID of ``mailbox`` already claimed as \\Recent by some session."""
+        from .ops.metadata import recent_mark
+
+        return recent_mark(self.kv, account, mailbox)
+
+    def junk_events(self, limit: int = 100, after: int = 0) -> list[dict]:
+        """Pending spam-filter training events, oldest first: {"id", "account", "email",
+        "blob", "size", "class" ("spam" | "ham"), "time", "mailbox"}; the blob stays
+        readable (``store.blobs.get``) until the event is consumed."""
+        from .ops.metadata import list_junk_events
+
+        return list_junk_events(self.kv, limit, after)
+
+    async def consume_junk_events(self, ids: list[int]) -> dict:
+        """Drop events the filter has learnt from: {"consumed": [...], "missing": [...]}."""
+        return await self._write("consume_junk_events", ids=list(ids))
+
+    # ------------------------------------------------------------------ full-text index
+    # Keys and rules in stalwart/store/ops/fts.py; filled by stalwart.fts.run_indexer.
+    async def fts_apply(self, account: int, docs: list[dict], next: int) -> dict:
+        """Add documents ({"email", "lang", "terms": {"field:term": [positions]}}) to the
+        index and raise its watermark to ``next``."""
+        return await self._write("fts_apply", account=account, docs=docs, next=next)
+
+    async def fts_purge(self, account: int, emails: list[int]) -> dict:
+        """Drop destroyed emails from the index: {"purged": [...]}."""
+        return await self._write("fts_purge", account=account, emails=list(emails))
+
+    def fts_postings(self, account: int, term_key: str) -> dict[int, bytes]:
+        """{block: posting list} of ``"field:term"`` (stalwart.fts decodes them)."""
+        from .ops.fts import postings
+
+        return postings(self.kv, account, term_key)
+
+    def fts_state(self, account: int) -> dict:
+        """{"next": n}: every email id below n is in the index (or was gone)."""
+        from .ops.fts import state
+
+        return state(self.kv, account)
+
+    def fts_indexed_ids(self, account: int) -> list[int]:
+        from .ops.fts import indexed_ids
+
+        return indexed_ids(self.kv, account)
+
+    # ------------------------------------------------------------------ DMARC/TLS reports
+    # stalwart/store/ops/reports.py; used by stalwart.mailauth (inbound, reports).
+    async def dmarc_record(self, row: dict) -> int:
+        return await self._write("dmarc_record", row=row)
+
+    async def dmarc_pending(self, until: int, limit: int = 100_000) -> list:
+        return await self._write("dmarc_pending", until=until, limit=limit)
+
+    async def dmarc_delete(self, ids: list[int]) -> int:
+        return await self._write("dmarc_delete", ids=list(ids))
+
+    async def report_store(self, report: dict) -> int:
+        return await self._write("report_store", report=report)
+
+    async def report_delete(self, id: int) -> bool:
+        return await self._write("report_delete", id=id)
+
+    def list_reports(self, kind: str | None = None, limit: int = 1000) -> list[dict]:
+        """Received reports (newest last), each with its ``id``; ``kind``: dmarc|tlsrpt."""
+        from .ops.reports import list_reports
+
+        return list_reports(self.kv, kind, limit)
 
 __all__ = ["Store", "StoreError", "hash_secret", "verify_secret", "normalize_address"]

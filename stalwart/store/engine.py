@@ -281,3 +281,9 @@ def operation(fn: Callable[..., Any]) -> Callable[..., Any]:
 # The operations register themselves with @operation when their modules are imported.
 from .ops import directory as _directory, mailboxes as _mailboxes, messages as _messages  # noqa: E402,F401
 from .ops import queue as _queue  # noqa: E402,F401
+from .ops import acl as _acl  # noqa: E402,F401
+from .ops import metadata as _metadata  # noqa: E402,F401  (after messages: wraps move/copy)
+from .ops import dedup as _dedup  # noqa: E402,F401  (deliver_once)
+from .ops import fts as _fts  # noqa: E402,F401  (full-text index, stalwart/fts.py)
+from .ops import reports as _reports  # noqa: E402,F401  (DMARC rows, received reports)
+from .ops import dkim as _dkim  # noqa: E402,F401  (DKIM signing keys)

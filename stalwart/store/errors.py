@@ -9,7 +9,8 @@ from __future__ import annotations
 #: Codes a caller may branch on. Protocols map them to replies (e.g. over_quota -> SMTP 552
 #: 5.2.2 / IMAP NO [OVERQUOTA]; unavailable -> SMTP 451 4.3.0 / IMAP NO [UNAVAILABLE]).
 CODES = frozenset(
-    {"invalid", "not_found", "exists", "in_use", "over_quota", "conflict", "unavailable"}
+    {"invalid", "not_found", "exists", "in_use", "over_quota", "conflict", "unavailable",
+     "forbidden"}  # forbidden: the acting account lacks an ACL right (IMAP NO [NOPERM])
 )
 
 

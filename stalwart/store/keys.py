@@ -24,6 +24,18 @@ VANISHED    0x15  account u32, mailbox u32, modseq u64, uid  b""
 BLOB_REF    0x16  blob hash (32 bytes)                       refcount u32
 QUEUE       0x20  queue id u64                               the queue's record (queue/model)
 QUEUE_DUE   0x21  due time ms u64, queue id u64              b""
+METADATA    0x30  owner u32 (0: server), mailbox u32 (0: server entry), user u32 (0: /shared),
+                  entry name (lower-case ascii)              value (bytes)
+RECENT      0x31  account u32, mailbox u32                   highest UID claimed as \\Recent u32
+JUNK_TRAIN  0x32  event id u64                               {"account","email","blob","class",...}
+ACL_IDX     0x17  grantee u32 (0: anyone), owner u32, mailbox u32   b"" (ops/acl.py)
+DEDUP       0x40  account u32, message key (16 bytes)        expiry u64 (ops/dedup.py)
+DEDUP_EXP   0x41  expiry u64, account u32, message key       b"" (ops/dedup.py)
+DMARC_ROW   0x50  row id u64                                 a DMARC aggregate row (ops/reports.py)
+REPORT_IN   0x51  report id u64                              a received DMARC/TLS report (ops/reports.py)
+FTS_TERM    0x60  account u32, "field:term" utf-8, 0x00, block u32   posting list (ops/fts.py)
+FTS_DOC     0x61  account u32, email u32                     {"lang", "terms"} (ops/fts.py)
+FTS_STATE   0x62  account u32                                {"next"}: index watermark (ops/fts.py)
 """
 
 from __future__ import annotations
@@ -46,9 +58,22 @@ VANISHED = b"\x15"
 BLOB_REF = b"\x16"
 QUEUE = b"\x20"
 QUEUE_DUE = b"\x21"
+METADATA = b"\x30"     # IMAP METADATA entries (ops/metadata.py)
+RECENT = b"\x31"       # IMAP \Recent claims (ops/metadata.py)
+JUNK_TRAIN = b"\x32"   # spam-filter training events (ops/metadata.py)
+ACL_IDX = b"\x17"      # mailboxes shared with an account (ops/acl.py)
+DEDUP = b"\x40"        # messages delivered per account, for duplicate suppression
+DEDUP_EXP = b"\x41"    # the same by expiry time, for purging (ops/dedup.py)
+DMARC_ROW = b"\x50"    # per-message DMARC results awaiting the aggregate report
+REPORT_IN = b"\x51"    # DMARC aggregate and TLS reports received (ops/reports.py)
+FTS_TERM = b"\x60"     # full-text posting lists (ops/fts.py)
+FTS_DOC = b"\x61"      # full-text: the terms of each indexed email
+FTS_STATE = b"\x62"    # full-text: the per-account watermark
 
 #: Subspaces holding one account's data, each starting with the account u32.
-ACCOUNT_SUBSPACES = (ACCOUNT, MAILBOX, MAILBOX_UID, EMAIL, THREAD_IDX, CHANGELOG, VANISHED)
+ACCOUNT_SUBSPACES = (ACCOUNT, MAILBOX, MAILBOX_UID, EMAIL, THREAD_IDX, CHANGELOG, VANISHED,
+                     METADATA, RECENT)
+ACCOUNT_SUBSPACES += (FTS_TERM, FTS_DOC, FTS_STATE)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -192,3 +217,17 @@ def prefix_end(prefix: bytes) -> bytes | None:
             return bytes(p)
         p.pop()
     return None
+
+
+def acl_idx(grantee: int, owner: int, mbox: int) -> bytes:
+    return ACL_IDX + _U32U32U32.pack(grantee, owner, mbox)
+
+
+def acl_idx_prefix(grantee: int) -> bytes:
+    return ACL_IDX + _U32.pack(grantee)
+
+
+def acl_idx_parse(key: bytes) -> tuple[int, int]:
+    """(owner, mailbox) of an ACL_IDX key."""
+    _, owner, mbox = _U32U32U32.unpack_from(key, 1)
+    return owner, mbox

@@ -34,6 +34,14 @@ class Ctx:
         self.sockets = sockets
         self.admin_socket = admin_socket
         self.shutdown: asyncio.Event | None = None
+        self.connections = self.opened = 0
+
+    def connection_opened(self) -> None:          # the WorkerContext contract
+        self.connections += 1
+        self.opened += 1
+
+    def connection_closed(self) -> None:
+        self.connections -= 1
 
 
 class Listener:

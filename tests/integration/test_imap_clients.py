@@ -47,8 +47,7 @@ class Config:
     run_dir = base
     store = SimpleNamespace(type="rocksdb", path=base / "data", blob_path=base / "blobs")
     def get(self, key):
-        assert key == "server.shutdown-timeout", key
-        return 5.0
+        return {"server.shutdown-timeout": 5.0, "imap.append-limit": 50 << 20}[key]
 
 async def main():
     sock = socket.socket()
@@ -167,7 +166,9 @@ def test_imaplib_everyday_commands(env):
     assert typ == "OK"
     typ, data = m.fetch("1:2", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     assert typ == "OK"
-    assert data[0][0].startswith(b"1 (UID 1 FLAGS (\\Flagged)") and b"Subject: first" in data[0][1]
+    # \Recent: this (IMAP4rev1) session had INBOX selected when the messages arrived.
+    assert data[0][0].startswith(b"1 (UID 1 FLAGS (\\Flagged \\Recent)") and \
+        b"Subject: first" in data[0][1]
     assert b"Subject: second" in data[2][1]
     assert m.search(None, "BODY", '"find me"') == ("OK", [b"2"])
     assert m.search(None, "FLAGGED") == ("OK", [b"1"])
@@ -179,7 +180,7 @@ def test_imaplib_everyday_commands(env):
     assert data == [b"INBOX (MESSAGES 1 UIDNEXT 3 UNSEEN 1)"]
     typ, data = m.fetch("1", "(RFC822)")
     assert data[0][1].startswith(b"From: Bob") and b"first" in data[0][1]
-    assert m.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS (\\Flagged \\Seen))"]
+    assert m.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS (\\Flagged \\Seen \\Recent))"]
     typ, _ = m.create("Work/Reports")
     assert typ == "OK"
     assert m.copy("1", "Work/Reports")[0] == "OK"
@@ -271,12 +272,13 @@ KNOWN_CLIENT_FAILURES = {
     "test_move": "imaplib has no MOVE",
     # Envelope became a dataclass in imapclient 4; assertSequenceEqual needs a sequence.
     "test_fetch": "imapclient Envelope is not a sequence",
+    # The test reads conf["username"] from an argparse Namespace (TypeError in the test,
+    # after our GETACL answered); it runs now that ACL is advertised.
+    # tests/integration/test_imap_clients_livetest.py checks GETACL with imapclient.
+    "test_getacl": "livetest bug: Namespace is not subscriptable",
     # A 1 ms connect / 10 us read timeout is not reached on loopback.
     "test_small_connection_timeout_fail": "loopback is faster than the timeout",
     "test_small_read_timeout_fail": "loopback is faster than the timeout",
-    # \Recent (IMAP4rev1 only, dropped by RFC 9051) needs a per-mailbox claim in the
-    # store; this server reports RECENT 0.
-    "test_status": "no \\Recent",
 }
 
 

@@ -261,15 +261,15 @@ def test_replace_and_uid_replace():
         await select(c, "s", "Drafts")
         v2 = msg("draft v2")
         await c.cmd(b"a REPLACE 1 Drafts (\\Draft) {%d+}\r\n" % len(v2) + v2 + b"\r\n",
-                    "* OK [APPENDUID *", "* 1 EXPUNGE", "* 2 EXISTS",
+                    "* OK [APPENDUID *", "* 1 EXPUNGE", "* 2 EXISTS", "* 2 RECENT",
                     "a OK REPLACE completed")
         v3 = msg("draft v3")
         await c.cmd(b"b UID REPLACE 3 Drafts {%d+}\r\n" % len(v3) + v3 + b"\r\n",
-                    "* OK [APPENDUID *", "* 2 EXPUNGE", "* 2 EXISTS",
+                    "* OK [APPENDUID *", "* 2 EXPUNGE", "* 2 EXISTS", "* 2 RECENT",
                     "b OK REPLACE completed")
         await c.cmd("c UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
-                    "* 1 FETCH (UID 2 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] *",
-                    "* 2 FETCH (UID 4 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] *",
+                    "* 1 FETCH (UID 2 FLAGS (\\Recent) BODY[HEADER.FIELDS (SUBJECT)] *",
+                    "* 2 FETCH (UID 4 FLAGS (\\Recent) BODY[HEADER.FIELDS (SUBJECT)] *",
                     "c OK FETCH completed")
         await c.cmd(b"d REPLACE 9 Drafts {%d+}\r\n" % len(v3) + v3 + b"\r\n",
                     "d BAD Invalid message sequence number 9 (the mailbox has 2 messages)")

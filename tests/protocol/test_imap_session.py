@@ -72,12 +72,12 @@ def test_select_fetch_store_expunge_transcript():
         c = await Client.create()
         await c.deliver()
         await c.deliver(MULTI, keywords=["$seen"])
-        await c.cmd("a1 SELECT INBOX", "* 2 EXISTS", "* 0 RECENT", "* FLAGS (*",
+        await c.cmd("a1 SELECT INBOX", "* 2 EXISTS", "* 2 RECENT", "* FLAGS (*",
                     "* OK [PERMANENTFLAGS (*", "* OK [UIDVALIDITY *", "* OK [UIDNEXT 3] Predicted next UID",
                     "* OK [UNSEEN 1] First unseen", "a1 OK [READ-WRITE] SELECT completed")
         await c.cmd("a2 FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)",
-                    f'* 1 FETCH (UID 1 FLAGS () RFC822.SIZE {len(MSG)} INTERNALDATE "01-Jan-2024 10:00:00 +0000")',
-                    f'* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE {len(MULTI)} INTERNALDATE "01-Jan-2024 10:00:00 +0000")',
+                    f'* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {len(MSG)} INTERNALDATE "01-Jan-2024 10:00:00 +0000")',
+                    f'* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent) RFC822.SIZE {len(MULTI)} INTERNALDATE "01-Jan-2024 10:00:00 +0000")',
                     "a2 OK FETCH completed")
         await c.cmd("a3 FETCH 1 ENVELOPE",
                     '* 1 FETCH (ENVELOPE ("Mon, 1 Jan 2024 10:00:00 +0000" "Hello" (("Bob" NIL "bob" "example.org")) '
@@ -93,12 +93,12 @@ def test_select_fetch_store_expunge_transcript():
                     'BODY[HEADER.FIELDS (SUBJECT)] {19}\r\nSubject: Report\r\n\r\n)', "a5 OK FETCH completed")
         # BODY[] without PEEK sets \Seen and reports FLAGS
         await c.cmd("a6 FETCH 1 BODY[TEXT]<0.8>",
-                    '* 1 FETCH (BODY[TEXT]<0> "Hi Alice" FLAGS (\\Seen))', "a6 OK FETCH completed")
+                    '* 1 FETCH (BODY[TEXT]<0> "Hi Alice" FLAGS (\\Seen \\Recent))', "a6 OK FETCH completed")
         await c.cmd("a7 STORE 1 +FLAGS (\\Deleted $Forwarded)",
-                    "* 1 FETCH (FLAGS (\\Deleted $Forwarded \\Seen))", "a7 OK STORE completed")
+                    "* 1 FETCH (FLAGS (\\Deleted $Forwarded \\Seen \\Recent))", "a7 OK STORE completed")
         await c.cmd("a8 UID STORE 2 FLAGS.SILENT (\\Flagged)", "a8 OK STORE completed")
         await c.cmd("a9 EXPUNGE", "* 1 EXPUNGE", "a9 OK EXPUNGE completed")
-        await c.cmd("b1 FETCH 1 (UID FLAGS)", "* 1 FETCH (UID 2 FLAGS (\\Flagged))", "b1 OK FETCH completed")
+        await c.cmd("b1 FETCH 1 (UID FLAGS)", "* 1 FETCH (UID 2 FLAGS (\\Flagged \\Recent))", "b1 OK FETCH completed")
         await c.cmd("b2 FETCH 5 FLAGS", "b2 BAD Invalid message sequence number 5 (the mailbox has 1 messages)")
         await c.cmd("b3 UID FETCH 5 FLAGS", "b3 OK FETCH completed")
     run(t())
@@ -116,11 +116,13 @@ def test_unsolicited_updates_and_the_expunge_rule():
         await b.cmd("b3 EXPUNGE", "* 1 EXPUNGE", "b3 OK EXPUNGE completed")
         await a.deliver()
         # FETCH must not announce the expunge; the new message is announced
-        await a.cmd("a2 FETCH 2 UID", "* 2 FETCH (UID 2)", "* 3 EXISTS", "a2 OK FETCH completed")
+        await a.cmd("a2 FETCH 2 UID", "* 2 FETCH (UID 2)", "* 3 EXISTS", "* 3 RECENT",
+                    "a2 OK FETCH completed")
         await a.cmd("a2b FETCH 1 UID", "a2b NO [EXPUNGEISSUED] Some messages were expunged by another session")
         await a.cmd("a3 NOOP", "* 1 EXPUNGE", "a3 OK NOOP completed")
-        await b.cmd("b4 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (FLAGS (\\Flagged))", "* 2 EXISTS", "b4 OK STORE completed")
-        await a.cmd("a4 NOOP", "* 1 FETCH (FLAGS (\\Flagged))", "a4 OK NOOP completed")
+        await b.cmd("b4 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (FLAGS (\\Flagged))", "* 2 EXISTS", "* 0 RECENT",
+                    "b4 OK STORE completed")
+        await a.cmd("a4 NOOP", "* 1 FETCH (FLAGS (\\Flagged \\Recent))", "a4 OK NOOP completed")
     run(t())
 
 
@@ -134,7 +136,7 @@ def test_idle_wakes_on_delivery():
         await c.deliver()
         assert woken
         await c.s.idle_poll()
-        assert c.s.data_to_send() == b"* 1 EXISTS\r\n"
+        assert c.s.data_to_send() == b"* 1 EXISTS\r\n* 1 RECENT\r\n"
         await c.cmd("DONE", "a2 OK IDLE terminated")
     run(t())
 
@@ -148,14 +150,14 @@ def test_condstore_qresync():
         lines = await c.cmd("a2 SELECT INBOX", *(["*"] * 8), "a2 OK [READ-WRITE] SELECT completed")
         hms = int([ln for ln in lines if b"HIGHESTMODSEQ" in ln][0].split()[3].rstrip(b"]"))
         uidvalidity = int([ln for ln in lines if b"UIDVALIDITY" in ln][0].split()[3].rstrip(b"]"))
-        await c.cmd(f"a3 STORE 1 (UNCHANGEDSINCE {hms}) +FLAGS (\\Seen)", f"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ({hms + 1}))", "a3 OK STORE completed")
+        await c.cmd(f"a3 STORE 1 (UNCHANGEDSINCE {hms}) +FLAGS (\\Seen)", f"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) MODSEQ ({hms + 1}))", "a3 OK STORE completed")
         await c.cmd(f"a4 STORE 1,2 (UNCHANGEDSINCE {hms}) +FLAGS (\\Answered)",
-                    f"* 2 FETCH (UID 2 FLAGS (\\Answered) MODSEQ ({hms + 2}))",
+                    f"* 2 FETCH (UID 2 FLAGS (\\Answered \\Recent) MODSEQ ({hms + 2}))",
                     "a4 OK [MODIFIED 1] Conditional STORE failed for some messages")
         await c.cmd("a5 UID STORE 2 +FLAGS.SILENT (\\Deleted)", f"* 2 FETCH (UID 2 MODSEQ ({hms + 3}))", "a5 OK STORE completed")
         await c.cmd("a6 UID EXPUNGE 2", "* VANISHED 2", "a6 OK EXPUNGE completed")
         await c.cmd(f"a7 UID FETCH 1:* FLAGS (CHANGEDSINCE {hms} VANISHED)", "* VANISHED (EARLIER) 2",
-                    f"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ({hms + 1}))", "a7 OK FETCH completed")
+                    f"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) MODSEQ ({hms + 1}))", "a7 OK FETCH completed")
         await c.cmd("a8 UNSELECT", "a8 OK UNSELECT completed")
         await c.cmd(f"a9 SELECT INBOX (QRESYNC ({uidvalidity} {hms} 1:2))", "* VANISHED (EARLIER) 2",
                     f"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ({hms + 1}))", *(["*"] * 7),
@@ -216,7 +218,7 @@ def test_mailbox_management_and_list():
         await c.cmd('b6 LIST "" &AOk-*', '* LIST (\\HasNoChildren) "/" &AOk-t&AOk-', "b6 OK LIST completed")
         await c.cmd("b7 DELETE INBOX", "b7 NO [CANNOT] INBOX cannot be deleted")
         await c.cmd("b8 STATUS Nope (MESSAGES)", "b8 NO [NONEXISTENT] Mailbox does not exist")
-        await c.cmd("b9 NAMESPACE", '* NAMESPACE (("" "/")) NIL NIL', "b9 OK NAMESPACE completed")
+        await c.cmd("b9 NAMESPACE", '* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL', "b9 OK NAMESPACE completed")
     run(t())
 
 

@@ -76,6 +76,14 @@ class Ctx:
         self.sockets = sockets
         self.admin_socket = admin_socket
         self.shutdown = asyncio.Event()
+        self.connections = self.opened = 0
+
+    def connection_opened(self) -> None:          # the WorkerContext contract
+        self.connections += 1
+        self.opened += 1
+
+    def connection_closed(self) -> None:
+        self.connections -= 1
 
 
 @pytest.fixture
@@ -100,6 +108,13 @@ async def peer_names(port: int, server_hostname: str | None) -> list[str]:
     cert = x509.load_der_x509_certificate(der)
     return cert.extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
@@ -129,6 +144,9 @@ def test_serve_healthz_tls_sni_admin_socket_and_drain(tmpdir_short):
             assert head.status_code == 200 and orjson.loads(body) == expected
             assert headers["cache-control"] == "no-store"
             await client.close()
+        # Each connection was reported to the worker (its title, the on-demand idle exit).
+        await wait_until(lambda: ctx.connections == 0)
+        assert ctx.opened == 3
 
         assert await peer_names(tls_port, "mail.example.org") == ["mail.example.org"]
         assert await peer_names(tls_port, "imap.example.net") == ["*.example.net",

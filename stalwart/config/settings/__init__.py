@@ -6,3 +6,8 @@ does, its unit, and what happens at the default.
 """
 
 from . import server, storage, authentication, certificate, directory, tracer, queue  # noqa: F401
+from . import smtp  # noqa: F401
+from . import auth  # noqa: F401
+from . import dkim  # noqa: F401
+from . import mtasts  # noqa: F401  (MTA-STS, TLS reports)
+from . import imap  # noqa: F401

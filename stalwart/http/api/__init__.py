@@ -44,6 +44,10 @@ the queue process)::
     POST   /api/queue/{id}/retry              -> 200 {"id", "retry": true}
     DELETE /api/queue/{id}                    -> 204
 
+DKIM signing keys (list, create, delete; responses carry the DNS record to publish, never
+the private key): ``GET|POST /api/dkim/{domain}``, ``GET /api/dkim``,
+``DELETE /api/dkim/{domain}/{selector}``, described in ``stalwart.http.api.dkim``.
+
 Errors: ``{"error": code, "detail": message}`` with 400 invalid / invalid_json /
 bad_query, 401 unauthorized, 403 forbidden, 404 not_found, 405, 409 exists / in_use /
 conflict / over_quota, 413 too_large, 415, 503 unavailable.
@@ -58,6 +62,7 @@ from ..router import Router
 from ..server import StoreHandle
 from .endpoints import ManagementApi
 from .queue import QueueApi
+from .dkim import DkimApi
 
 
 def build_router(config: Any, store: StoreHandle, *,
@@ -83,4 +88,9 @@ def build_router(config: Any, store: StoreHandle, *,
     router.add("GET", "/queue/{id}", g(queue.get_message))
     router.add("POST", "/queue/{id}/retry", g(queue.retry_message))
     router.add("DELETE", "/queue/{id}", g(queue.cancel_message))
+    dkim = DkimApi(config, api)             # DKIM signing keys: stalwart/http/api/dkim.py
+    router.add("GET", "/dkim", g(dkim.list_all))
+    router.add("GET", "/dkim/{domain}", g(dkim.list_domain))
+    router.add("POST", "/dkim/{domain}", g(dkim.create))
+    router.add("DELETE", "/dkim/{domain}/{selector}", g(dkim.delete))
     return router

@@ -1,7 +1,8 @@
 """Pure-Python reference of the IMAP command grammar, incremental and sans-IO.
 
-This is the executable specification the Rust parser (ext/) is tested against; the session
-uses it until that parser lands. Feed bytes with ``receive_data``; call ``next_event`` until
+This is the executable specification the Rust parser (ext/, ``grammar.py``) is tested
+against; the session uses the Rust parser, this one serves the differential tests and
+``bench/micro/imap_parser.py`` only. Feed bytes with ``receive_data``; call ``next_event`` until
 it returns ``NEED_DATA``. It returns ``Command`` (tag, name, typed arguments, see types.py),
 ``Continuation`` (a synchronizing literal was announced: the session sends "+" or calls
 ``refuse_literal``), ``IdleDone`` / ``SaslResponse`` in the IDLE and AUTHENTICATE modes, and
@@ -48,8 +49,9 @@ from .types import (
     Append, AppendMessage, Authenticate, Command, Continuation, CopyMove, Create, Enable,
     Expunge, Fetch, FetchItem, Id, IdleDone, ImapError, ListCmd, Login, Lsub, Mailbox,
     Qresync, Rename, SaslResponse, Search, Section, Select, SequenceSet, Status, Store,
-    QuotaCmd, Replace, Sort, Thread,
+    QuotaCmd, Replace, Sort, Thread, AclCmd,
 )
+from .types import Compress, GetMetadata, Notify, NotifyGroup, SetMetadata
 
 __all__ = ["Parser", "Limits", "NEED_DATA", "parse_command"]
 
@@ -674,6 +676,21 @@ def _quota_root(c: _Cursor) -> QuotaCmd:
     return QuotaCmd(c.text(c.astring(), "Quota root"))
 
 
+def _acl_identifier(c: _Cursor) -> AclCmd:
+    """RFC 4314 3.2/3.4: ``mailbox SP identifier`` (DELETEACL, LISTRIGHTS)."""
+    c.sp()
+    name = c.mailbox()
+    c.sp()
+    return AclCmd(name, c.text(c.astring(), "Identifier"))
+
+
+def _setacl(c: _Cursor) -> AclCmd:
+    """RFC 4314 3.1: ``SETACL SP mailbox SP identifier SP mod-rights``."""
+    cmd = _acl_identifier(c)
+    c.sp()
+    return AclCmd(cmd.name, cmd.identifier, c.text(c.astring(), "Rights"))
+
+
 def _set_quota(c: _Cursor) -> QuotaCmd:
     c.sp()
     root = c.text(c.astring(), "Quota root")
@@ -793,11 +810,13 @@ def _section(c: _Cursor, binary: bool) -> Section:
 
 
 def _partial(c: _Cursor) -> tuple[int, int] | None:
+    """RFC 9051: ``partial = "<" number64 "." nz-number64 ">"`` (64-bit since IMAP4rev2,
+    which allows messages over 4 GiB; RFC 3501 had 32-bit numbers)."""
     if not c.take(b"<"):
         return None
-    start = c.number()
+    start = c.number(MAX_U63)
     c.expect(b".")
-    count = c.number(nonzero=True)
+    count = c.number(MAX_U63, nonzero=True)
     c.expect(b">")
     return start, count
 
@@ -975,14 +994,22 @@ def _search_key(c: _Cursor, charset: str) -> tuple:
     raise _Bad(f"Unknown search key {word}")
 
 
+def _codec(charset: str) -> str:
+    """The Python codec of a CHARSET name; NO [BADCHARSET] when there is none. Codecs that
+    are not text encodings (rot13, base64, zlib: bytes to bytes) are no charset either."""
+    try:
+        info = codecs.lookup(charset)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise _Bad(f"Unsupported charset {charset}", "NO", "BADCHARSET (UTF-8 US-ASCII)")
+    return info.name
+
+
 def _charset(c: _Cursor) -> tuple[str, str]:
     """A CHARSET argument: (name as sent upper case, Python codec)."""
     charset = c.text(c.astring(), "Charset").upper()
-    try:
-        return charset, codecs.lookup(charset).name
-    except LookupError:
-        raise _Bad(f"Unsupported charset {charset}", "NO", "BADCHARSET (UTF-8 US-ASCII)") \
-            from None
+    return charset, _codec(charset)
 
 
 def _search_criteria(c: _Cursor) -> tuple[str, tuple]:
@@ -1050,12 +1077,7 @@ def _search(c: _Cursor) -> Search:
     codec = "utf-8"
     if m:
         c.pos = m.end()
-        charset = c.text(c.astring(), "Charset").upper()
-        try:
-            codec = codecs.lookup(charset).name
-        except LookupError:
-            raise _Bad(f"Unsupported charset {charset}", "NO", "BADCHARSET (UTF-8 US-ASCII)") \
-                from None
+        charset, codec = _charset(c)
         c.sp()
     keys = [_search_key(c, codec)]
     while c.take(b" "):
@@ -1074,7 +1096,143 @@ _COMMANDS: dict[str, Callable[[_Cursor], object]] = {
     "SEARCH": _search, "FETCH": _fetch, "STORE": _store, "COPY": _copy_move,
     "MOVE": _copy_move, "SORT": _sort, "THREAD": _thread, "REPLACE": _replace,
     "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox_only, "SETQUOTA": _set_quota,
+    "SETACL": _setacl, "DELETEACL": _acl_identifier, "GETACL": _mailbox_only,
+    "LISTRIGHTS": _acl_identifier, "MYRIGHTS": _mailbox_only,
 }
+# -- COMPRESS (RFC 4978), GETMETADATA/SETMETADATA (RFC 5464), NOTIFY (RFC 5465)
+
+def _compress(c: _Cursor) -> Compress:
+    """``COMPRESS SP algorithm`` (the handler refuses what it does not support)."""
+    c.sp()
+    return Compress(c.atom("a compression mechanism").upper())
+
+
+def _metadata_entry(c: _Cursor) -> str:
+    """An entry name (astring; its rules are checked by the handler, RFC 5464 3.2)."""
+    return c.text(c.astring(), "Entry name")
+
+
+_DEPTHS = {"0": 0, "1": 1, "INFINITY": None}
+
+
+def _getmetadata(c: _Cursor) -> GetMetadata:
+    """``GETMETADATA [SP "(" option *(SP option) ")"] SP mailbox SP (entry / "(" entries ")")``
+    with ``option = "MAXSIZE" SP number / "DEPTH" SP ("0" / "1" / "infinity")``."""
+    c.sp()
+    maxsize: int | None = None
+    depth: int | None = 0
+    if c.peek() == 0x28:
+        c.open()
+        while True:
+            option = c.keyword()
+            c.sp()
+            if option == "MAXSIZE":
+                maxsize = c.number()
+            elif option == "DEPTH":
+                word = c.atom("0, 1 or infinity").upper()
+                if word not in _DEPTHS:
+                    raise _Bad(f"Invalid DEPTH {word[:20]} (0, 1 or infinity)")
+                depth = _DEPTHS[word]
+            else:
+                raise _Bad(f"Unknown GETMETADATA option {option[:40]}")
+            if c.take(b")"):
+                break
+            c.sp()
+        c.depth -= 1
+        c.sp()
+    name = c.mailbox()
+    c.sp()
+    if c.peek() == 0x28:
+        entries = c.paren_list(lambda: _metadata_entry(c))
+        if not entries:
+            raise _Bad("Expected at least one entry name")
+    else:
+        entries = (_metadata_entry(c),)
+    return GetMetadata(name, entries, maxsize, depth)
+
+
+def _setmetadata(c: _Cursor) -> SetMetadata:
+    """``SETMETADATA SP mailbox SP "(" entry SP value *(SP entry SP value) ")"`` with
+    ``value = nstring / literal8``."""
+    c.sp()
+    name = c.mailbox()
+    c.sp()
+
+    def pair() -> tuple[str, bytes | None]:
+        entry = _metadata_entry(c)
+        c.sp()
+        value = c.string(allow8=True) if c.peek() == 0x7E else c.nstring()
+        return entry, value
+
+    entries = c.paren_list(pair)
+    if not entries:
+        raise _Bad("Expected at least one entry and value")
+    return SetMetadata(name, entries)
+
+
+NOTIFY_FILTERS = frozenset({"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL",
+                            "SUBSCRIBED", "SUBTREE", "MAILBOXES"})
+
+
+def _notify_group(c: _Cursor) -> NotifyGroup:
+    """``"(" filter-mailboxes SP events ")"``; events: ``"(" event *(SP event) ")"`` or
+    NONE; ``MessageNew`` may carry ``SP "(" fetch-att *(SP fetch-att) ")"``."""
+    c.open()
+    what = c.atom("a mailbox filter").upper()
+    if what not in NOTIFY_FILTERS:
+        raise _Bad(f"Unknown NOTIFY mailbox filter {what[:40]}")
+    mailboxes: tuple[str, ...] = ()
+    if what in ("SUBTREE", "MAILBOXES"):
+        c.sp()
+        mailboxes = c.paren_list(c.mailbox) if c.peek() == 0x28 else (c.mailbox(),)
+        if not mailboxes:
+            raise _Bad("Expected at least one mailbox")
+    c.sp()
+    fetch: tuple[FetchItem, ...] = ()
+    if c.peek() == 0x28:
+        c.open()
+        events = []
+        while True:
+            event = c.atom("an event").upper()
+            if event == "MESSAGENEW" and c.line.startswith(b" (", c.pos):
+                c.sp()
+                fetch = c.paren_list(lambda: _fetch_att(c))
+            events.append(event)
+            if c.take(b")"):
+                break
+            c.sp()
+        c.depth -= 1
+    else:
+        if c.keyword() != "NONE":
+            raise _Bad("Expected a list of events or NONE")
+        events = ["NONE"]
+    c.close()
+    return NotifyGroup(what, mailboxes, tuple(events), fetch)
+
+
+def _notify(c: _Cursor) -> Notify:
+    """``NOTIFY SP "NONE"`` or ``NOTIFY SP "SET" [SP "STATUS"] 1*(SP event-group)``."""
+    c.sp()
+    word = c.keyword()
+    if word == "NONE":
+        return Notify(None)
+    if word != "SET":
+        raise _Bad("Expected NOTIFY SET or NOTIFY NONE")
+    c.sp()
+    status = False
+    if c.peek() != 0x28:
+        if c.keyword() != "STATUS":
+            raise _Bad("Expected STATUS or an event group")
+        status = True
+        c.sp()
+    groups = [_notify_group(c)]
+    while c.take(b" "):
+        groups.append(_notify_group(c))
+    return Notify(tuple(groups), status)
+
+
+_COMMANDS.update({"COMPRESS": _compress, "GETMETADATA": _getmetadata,
+                  "SETMETADATA": _setmetadata, "NOTIFY": _notify})
 _UID_COMMANDS: dict[str, Callable[[_Cursor], object]] = {
     "FETCH": _fetch, "STORE": _store, "COPY": _copy_move, "MOVE": _copy_move,
     "SEARCH": _search, "EXPUNGE": _uid_expunge, "SORT": _sort, "THREAD": _thread,

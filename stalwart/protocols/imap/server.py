@@ -23,6 +23,12 @@ idle connections must stay small) that drives one ``ImapSession`` per connection
   clients re-issue IDLE within 29 minutes), ``PREAUTH_TIMEOUT`` before login. Expiry
   sends ``* BYE`` and closes. One timer per connection, re-armed lazily (no timer churn
   per packet).
+- **COMPRESS=DEFLATE** (RFC 4978) happens inside the session, above TLS: the adapter
+  moves octets and counts the session's still-compressed input (``session.buffered()``)
+  in the input backpressure, so a small compressed burst cannot grow memory either.
+- **NOTIFY** (RFC 5465): a session with NOTIFY on asks to be woken by store changes even
+  when it is not in IDLE; the runner then calls ``idle_poll`` between commands and the
+  notifications go out at once.
 - **Drain.** When ``ctx.shutdown`` is set: stop accepting; a session with no command in
   progress (IDLE included) gets ``* BYE Server shutting down`` at once; the others get it
   after their current command; whatever is still open after ``server.shutdown-timeout``
@@ -121,7 +127,7 @@ class ImapConnection(asyncio.Protocol):
             return
         self._last_activity = time.monotonic()
         session.receive_data(data)
-        if session.parser.buffered() > INPUT_HIGH and not self._reading_paused:
+        if session.buffered() > INPUT_HIGH and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
         self._wake()
@@ -171,8 +177,8 @@ class ImapConnection(asyncio.Protocol):
         try:
             while not session.closed:
                 await self._writable.wait()
-                if session.idling:
-                    await session.idle_poll()
+                if session.idling or session.notify is not None:
+                    await session.idle_poll()   # IDLE, or NOTIFY between commands
                 progressed = await session.step()
                 self._flush()
                 if session.want_starttls:
@@ -186,7 +192,7 @@ class ImapConnection(asyncio.Protocol):
             if self._eof and not session.closed:
                 session.close()
             if self._reading_paused and not session.closed and \
-                    session.parser.buffered() <= INPUT_HIGH:
+                    session.buffered() <= INPUT_HIGH:
                 self._reading_paused = False
                 self.transport.resume_reading()
         except asyncio.CancelledError:
@@ -197,7 +203,7 @@ class ImapConnection(asyncio.Protocol):
         if session.closed:
             self._flush()
             self.transport.close()
-        elif session.idling and session._dirty:
+        elif (session.idling or session.notify is not None) and session._dirty:
             # An event arrived while the last poll was being written: look again.
             self.loop.call_soon(self._wake)
 
@@ -326,6 +332,16 @@ class ImapServer:
         await asyncio.sleep(0)  # let connection_lost run for the aborted ones
 
 
+def limits_from_config(config: Any):
+    """The session limits: ``imap.append-limit`` is APPENDLIMIT (RFC 7889); a MULTIAPPEND
+    may carry at least one message of that size."""
+    from .grammar_ref import Limits
+
+    default = Limits()
+    append = int(config.get("imap.append-limit"))
+    return Limits(max_append=append, max_append_total=max(default.max_append_total, append))
+
+
 def tls_context_for(config: Any) -> ssl.SSLContext | None:
     if not getattr(config, "certificates", None):
         return None
@@ -341,7 +357,8 @@ async def serve(ctx: Any) -> None:
     config = ctx.config
     store = await Store.open(config, subscribe=True)
     try:
-        server = ImapServer(store, tls_context=tls_context_for(config), ctx=ctx)
+        server = ImapServer(store, tls_context=tls_context_for(config), ctx=ctx,
+                            limits=limits_from_config(config))
         for listener, sock in ctx.sockets:
             if listener.protocol != "imap":
                 continue

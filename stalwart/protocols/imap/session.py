@@ -38,9 +38,9 @@ from enum import Enum
 from typing import Callable
 
 from ...store import StoreError
-from ..base import NEED_DATA
+from ..base import NEED_DATA, ProtocolError
 from . import encode
-from .grammar_ref import Limits, Parser
+from .grammar import Limits, Parser
 from .message import ImapMessage
 from .selected import SelectedMailbox
 from .types import Command, Continuation, IdleDone, ImapError, SaslResponse
@@ -85,7 +85,7 @@ def Bad(text: str, code: str | None = None) -> Reply:
 #: StoreError codes -> IMAP response codes (RFC 5530 / RFC 9051 7.1).
 STORE_CODES = {"not_found": "NONEXISTENT", "exists": "ALREADYEXISTS", "in_use": "INUSE",
                "over_quota": "OVERQUOTA", "unavailable": "UNAVAILABLE", "invalid": "CANNOT",
-               "conflict": "CANNOT"}
+               "conflict": "CANNOT", "forbidden": "NOPERM"}
 
 
 class ImapSession:
@@ -116,7 +116,10 @@ class ImapSession:
         self._dirty = False
         self._unsubscribe: Callable[[], None] | None = None
         self._out: list[bytes] = []
-        self._messages: dict[int, ImapMessage] = {}
+        self._messages: dict[tuple[int, int], ImapMessage] = {}
+        self.compression = None               # COMPRESS=DEFLATE layer (commands/compress.py)
+        self._plain = b""                     # sent before the compressed stream starts
+        self.notify = None                    # NOTIFY state (commands/notify.py)
 
     # ------------------------------------------------------------------ adapter API
     def greeting(self) -> bytes:
@@ -124,12 +127,35 @@ class ImapSession:
             self.server_name.encode() + b" IMAP4rev2 ready\r\n"
 
     def receive_data(self, data: bytes) -> None:
+        if self.compression is not None:
+            data = self.compression.inflate(data)
         self.parser.receive_data(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        if self.compression is not None:
+            head, self._plain = self._plain, b""
+            return head + self.compression.deflate(out)
         return out
+
+    def start_compression(self, layer) -> None:
+        """COMPRESS succeeded: what is written so far goes out as is, the rest deflated;
+        input the client pipelined behind the command is compressed already."""
+        self._plain = b"".join(self._out)
+        self._out.clear()
+        self.compression = layer
+        try:
+            pipelined = self.parser.discard_buffer()
+        except ProtocolError:   # part of it was dropped as an over-long "line": no resync
+            layer.broken = True
+            return
+        self.parser.receive_data(layer.inflate(pipelined))
+
+    def buffered(self) -> int:
+        """Input octets received and not consumed yet (compressed ones included)."""
+        pending = self.compression.pending() if self.compression is not None else 0
+        return self.parser.buffered() + pending
 
     def tls_started(self) -> None:
         """The adapter finished the TLS handshake after STARTTLS."""
@@ -168,6 +194,13 @@ class ImapSession:
                 self.close()
             return not self.closed
         if event is NEED_DATA:
+            if self.compression is not None:
+                if self.compression.broken:
+                    self.bye("Invalid or ended DEFLATE stream")
+                    return False
+                if self.compression.pending():
+                    self.parser.receive_data(self.compression.inflate(b""))
+                    return True
             return False
         if isinstance(event, Continuation):
             self._continuation(event)
@@ -186,10 +219,24 @@ class ImapSession:
             self.close()
 
     async def idle_poll(self) -> None:
-        """While IDLE: report what changed in the store (call after ``on_wakeup``)."""
-        if self.idling and self._dirty:
+        """While IDLE, or between commands with NOTIFY on: report what changed in the store
+        (call after ``on_wakeup``)."""
+        if self._dirty and (self.idling or self.notify is not None):
             self._dirty = False
-            self.write_all(self.sync_updates(allow_expunge=True))
+            await self.claim_recent()
+            if self.notify is not None:
+                from .commands import notify
+                self.write_all(notify.poll(self))
+            if self.idling and (self.notify is None or not self.notify.push_selected):
+                self.write_all(self.sync_updates(allow_expunge=True))
+
+    async def claim_recent(self) -> None:
+        """IMAP4rev1: claim \\Recent of what arrived in the selected mailbox (selected.py)."""
+        if self.selected is not None and not self.rev2 and not self.closed:
+            try:
+                await self.selected.claim_recent()
+            except StoreError as exc:  # the next command tries again
+                log.info("IMAP \\Recent claim failed: %s", exc.message)
 
     # ------------------------------------------------------------------ output helpers
     def write(self, data: bytes) -> None:
@@ -227,7 +274,9 @@ class ImapSession:
                  "STATUS=SIZE", "WITHIN", "UTF8=ACCEPT", "PREVIEW",
                  f"APPENDLIMIT={self.limits.max_append}", "SORT", "SORT=DISPLAY",
                  "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
-                 "REPLACE"]
+                 "REPLACE", "ACL", "RIGHTS=texk", "LIST-MYRIGHTS"]
+        from .commands.capability import extensions
+        caps += extensions(self)
         return " ".join(caps)
 
     # ------------------------------------------------------------------ dispatch
@@ -269,6 +318,7 @@ class ImapSession:
             self._finish(cmd, spec, "NO", "Internal error, the command was not completed",
                          "SERVERBUG")
             return
+        await self.claim_recent()
         if result is None:
             return  # the handler answered itself (IDLE, AUTHENTICATE, LOGOUT)
         text, code = result if isinstance(result, tuple) else (result, None)
@@ -287,9 +337,12 @@ class ImapSession:
         self._unsubscribe = self.store.subscribe(self._on_change)
 
     def _on_change(self, account: int, change: int, types: list) -> None:
-        if self.account is not None and account == self.account["id"]:
+        # The selected mailbox may be another account's (ACL, commands/acl.py): its
+        # owner's changes concern this session too.
+        if self.account is not None and (account == self.account["id"] or (
+                self.selected is not None and account == self.selected.account)):
             self._dirty = True
-            if self.idling and self.on_wakeup is not None:
+            if (self.idling or self.notify is not None) and self.on_wakeup is not None:
                 self.on_wakeup()
 
     def sync_updates(self, *, allow_expunge: bool, uid_command: bool = False) -> list[bytes]:
@@ -302,14 +355,16 @@ class ImapSession:
 
     def message(self, email_id: int, blob_email: dict | None = None) -> ImapMessage:
         """The parsed message ``email_id`` (a few recent ones are kept)."""
-        cached = self._messages.get(email_id)
+        # The selected mailbox's owner: another account for a shared mailbox (ACL).
+        acc = self.selected.account if self.selected is not None else self.account["id"]
+        cached = self._messages.get((acc, email_id))
         if cached is not None:
             return cached
-        raw = self.store.read_message(self.account["id"], email_id)
+        raw = self.store.read_message(acc, email_id)
         parsed = ImapMessage(raw)
         if len(self._messages) >= MESSAGE_CACHE:
             self._messages.pop(next(iter(self._messages)))
-        self._messages[email_id] = parsed
+        self._messages[(acc, email_id)] = parsed
         return parsed
 
     def deselect(self) -> None:
@@ -323,6 +378,7 @@ class ImapSession:
             return
         self.idling = None
         self.parser.expect_command()
+        await self.claim_recent()
         self.write_all(self.sync_updates(allow_expunge=True))
         self.tagged(tag, "OK", "IDLE terminated")
 

@@ -33,6 +33,7 @@ __all__ = [
     "Select", "Qresync", "ListCmd", "Lsub", "Status", "AppendMessage", "Append", "Search",
     "Fetch", "Store", "CopyMove", "Expunge", "Enable", "Id", "Sort", "Thread", "Replace",
     "QuotaCmd", "SEARCH_KEYS",
+    "Compress", "GetMetadata", "SetMetadata", "NotifyGroup", "Notify",
 ]
 
 
@@ -311,6 +312,16 @@ class Replace:
 
 
 @dataclass(frozen=True)
+class AclCmd:
+    """SETACL, DELETEACL, LISTRIGHTS (RFC 4314 3.1, 3.2, 3.4): mailbox, identifier and, for
+    SETACL, the rights as sent (a leading "+" adds them, "-" removes them). GETACL and
+    MYRIGHTS parse as ``Mailbox``."""
+    name: str
+    identifier: str
+    rights: str | None = None
+
+
+@dataclass(frozen=True)
 class QuotaCmd:
     """GETQUOTA / SETQUOTA (RFC 9208): a quota root; SETQUOTA's (resource, limit) pairs.
     GETQUOTAROOT parses as ``Mailbox``."""
@@ -336,3 +347,47 @@ SEARCH_KEYS: dict[str, str] = {
     "modseq": "(int)",
     "older": "(seconds)", "younger": "(seconds)",
 }
+
+
+# ----------------------------------------------------------------- COMPRESS, METADATA, NOTIFY
+
+@dataclass(frozen=True)
+class Compress:
+    """COMPRESS (RFC 4978): the mechanism as sent, upper case ("DEFLATE")."""
+    mechanism: str
+
+
+@dataclass(frozen=True)
+class GetMetadata:
+    """GETMETADATA (RFC 5464 4.2): mailbox ("" = server), entry names as sent, MAXSIZE and
+    DEPTH options (depth 0, 1, or None for "infinity")."""
+    name: str
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0
+
+
+@dataclass(frozen=True)
+class SetMetadata:
+    """SETMETADATA (RFC 5464 4.3): (entry, value) pairs; value None (NIL) removes."""
+    name: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(frozen=True)
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465 3.1). ``filter`` is upper case (SELECTED,
+    SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE, MAILBOXES); ``mailboxes`` the
+    names of SUBTREE/MAILBOXES; ``events`` upper case ("NONE" alone for no events);
+    ``fetch`` the fetch attributes of MessageNew."""
+    filter: str
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    fetch: tuple[FetchItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notify:
+    """NOTIFY NONE (``groups`` None) or NOTIFY SET [STATUS] groups (RFC 5465 3)."""
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False

@@ -14,6 +14,11 @@ queue through ``Store.queue_put``.
   DSN parameters of MAIL (RET, ENVID) and RCPT (NOTIFY, ORCPT), REQUIRETLS, SMTPUTF8 and
   the declared BODY. Its blob is written (fsynced) before the entry; the queue process
   finds the entry by polling and fills in the expiry from ``queue.expire``.
+- Mail from clients that did not authenticate first goes through
+  ``stalwart.mailauth.inbound`` (SPF, DKIM, DMARC, when ``inbound`` is set): a DMARC
+  reject refuses it for every recipient, a quarantine files it into Junk, and it gets
+  Authentication-Results and Received-SPF; authenticated mail only loses forged
+  Authentication-Results fields.
 - Store error codes map to RFC 3463: ``over_quota`` 552 5.2.2, ``not_found`` 550 5.1.1,
   ``unavailable`` (and anything unexpected) 451 4.3.0 so the client retries.
 
@@ -29,9 +34,12 @@ any recipient was), which makes two rules necessary:
   failure the reply itself, and the client keeps the message. LMTP replies per recipient
   (RFC 2033 4.2) and needs neither rule.
 - If the queue entry cannot be committed, every recipient is answered 451 4.3.0, the ones
-  delivered locally too: the client sends the message again, and those local recipients
-  get it twice. Duplicates over loss, as every MTA chooses (RFC 5321 6.1); the two commits
-  are not one atomic store operation.
+  delivered locally too: the client sends the message again. Those local recipients do
+  not get it twice while ``smtp.deduplicate.window`` is on (the default): the store's
+  ``deliver_once`` records Message-ID and content hash in the delivery's own commit and
+  skips an account that already holds that exact message (the SMTP server wraps the store
+  it hands this class). With the window at 0 they get it twice: duplicates over loss, as
+  every MTA chooses (RFC 5321 6.1); the two commits are not one atomic store operation.
 
 When the store offers no queue (``queue_put``), remote recipients get 451 4.3.2.
 """
@@ -116,14 +124,33 @@ def _local_address(rcpt: Recipient) -> str | None:
     return address if isinstance(address, str) and "@" in address else None
 
 
+def _signing_domains(session: Session) -> set[str] | None:
+    """The domains whose DKIM keys may sign this session's relayed mail: those of the
+    authenticated account's own addresses (None: a trusted relay network, any domain)."""
+    if not session.authenticated:
+        return None
+    from .policy import identity_emails
+
+    domains = set()
+    for address in identity_emails(session.identity):
+        try:
+            domains.add(address.rpartition("@")[2].encode("idna").decode("ascii").lower())
+        except UnicodeError:
+            continue
+    return domains
+
+
 class LocalDelivery:
     """Answers ``Deliver`` requests: local recipients into each account's INBOX, remote
     ones (accepted by the policy only for clients allowed to relay) into the queue."""
 
-    def __init__(self, store: Any, hostname: str) -> None:
+    def __init__(self, store: Any, hostname: str, inbound: Any = None) -> None:
         self.store = store
         self.hostname = hostname
         self._counter = 0
+        #: ``stalwart.mailauth.inbound.InboundAuth``: SPF/DKIM/DMARC for mail from
+        #: clients that did not authenticate (None: no checks).
+        self.inbound = inbound
 
     @property
     def has_queue(self) -> bool:
@@ -135,10 +162,22 @@ class LocalDelivery:
 
     async def deliver(self, event: Deliver) -> list[Reply]:
         envelope, session = event.envelope, event.session
+        rcpts = envelope.recipients
+        junk = False
+        if self.inbound is not None and not session.authenticated and not session.lmtp:
+            from stalwart.mailauth.inbound import run_inbound
+            verdict = await run_inbound(self.inbound, self.store, event)
+            if verdict.reply is not None:
+                return [verdict.reply] * len(rcpts)
+            event = Deliver(session, envelope, verdict.message)
+            junk = verdict.action == "junk"
+        elif self.inbound is not None and not session.lmtp:
+            # Submission is not checked, but it may not forge our verdicts either.
+            from stalwart.mailauth.inbound import strip_forged
+            event = Deliver(session, envelope, strip_forged(self.inbound, event.message))
         queue_id = self._queue_id()
         now = time.time()
         received = received_header(session, envelope, self.hostname, queue_id, now)
-        rcpts = envelope.recipients
         replies: list[Reply | None] = [None] * len(rcpts)
         accepted = codes.MESSAGE_ACCEPTED.with_text(f"Message accepted for delivery, id {queue_id}")
 
@@ -157,9 +196,12 @@ class LocalDelivery:
         if local:
             header = f"Return-Path: {envelope.mail_from}\r\n".encode("utf-8") + received
             accounts = list(local)
+            targets = [{"account": a} for a in accounts]
+            if junk:                                # DMARC quarantine: the Junk mailbox
+                from stalwart.mailauth.inbound import junk_targets
+                targets = junk_targets(self.store, accounts)
             try:
-                results = await self.store.deliver([{"account": a} for a in accounts],
-                                                   header + event.message)
+                results = await self.store.deliver(targets, header + event.message)
             except StoreError as exc:
                 results = [{"error": exc.code, "message": exc.message}] * len(accounts)
             for account, result in zip(accounts, results):
@@ -185,7 +227,7 @@ class LocalDelivery:
         if handed:
             try:
                 qid = await self._enqueue(envelope, received + event.message, handed, replies,
-                                          now)
+                                          now, signer_domains=_signing_domains(session))
             except StoreError as exc:
                 log.warning("smtp %s: could not queue the message for %d recipient(s): %s",
                             queue_id, len(handed), exc)
@@ -196,7 +238,8 @@ class LocalDelivery:
         return [r if r is not None else codes.TEMP_DELIVERY for r in replies]
 
     async def _enqueue(self, envelope: Envelope, message: bytes, indexes: list[int],
-                       replies: list[Reply | None], now: float) -> int:
+                       replies: list[Reply | None], now: float, *,
+                       signer_domains: set[str] | None = None) -> int:
         from stalwart.queue.model import QueuedMessage, QueuedRecipient, RcptStatus
         from stalwart.queue.model import Reply as QueueReply
 
@@ -215,6 +258,16 @@ class LocalDelivery:
                                          remote=False)
             recipients.append(entry)
         params = envelope.params
+        if any(_relay_address(envelope.recipients[i]) is not None for i in indexes):
+            # Relayed mail comes only from clients allowed to relay (submission): DKIM-sign
+            # it with the From domain's keys. An entry that only carries DSNs for local
+            # failures is not signed: a forged From must never come back signed by us.
+            from stalwart.mailauth.keys import sign_outbound
+            try:
+                message = sign_outbound(self.store, message, now=now,
+                                        allowed=signer_domains)
+            except Exception:               # never lose mail over a signature
+                log.exception("smtp: DKIM signing failed; the message goes out unsigned")
         blob = await self.store.blobs.put_async(message)
         mail_from = envelope.mail_from.address
         record = QueuedMessage(

@@ -35,7 +35,8 @@ announced octets, RFC 3030 2), SASL (base64 response lines, RFC 4954 4).
 Rules enforced here, each with its reply
 - A command line ends with CRLF; bare LF, bare CR or NUL in it gets 500 5.5.2 and the
   line is not executed (RFC 5321 2.3.8, 4.1.1). Octets above 127 must be UTF-8.
-- Line length (RFC 5321 4.5.3.1.4): 512 octets with CRLF; MAIL and RCPT get the
+- Line length (RFC 5321 4.5.3.1.4): 512 octets with CRLF (``max_line_length``, which
+  may only raise it); MAIL and RCPT get the
   allowances of the extensions we announce (RFC 1870 SIZE 26, RFC 3461 ENVID 107 and
   ORCPT 510 with NOTIFY 30, RFC 4954 AUTH= 500, BODY, SMTPUTF8, REQUIRETLS); AUTH and SASL
   responses 12288 (RFC 4954 4). Longer: 500 5.5.2 "line too long" and the line is dropped.
@@ -46,6 +47,9 @@ Rules enforced here, each with its reply
 - 8-bit content needs BODY=8BITMIME or SMTPUTF8 (RFC 6152 3, RFC 6531 3.3): 554 5.6.0.
   NUL in content is refused too (it is only legal with BINARYMIME, not offered).
 - Bytes pipelined behind STARTTLS are discarded, never executed (CVE-2011-0411).
+- A connection the adapter refuses (``refuse=``: a client over a per-client limit or
+  banned, see session.py) gets that reply (421 4.7.0) instead of the greeting and nothing
+  it sends is read.
 - LMTP (RFC 2033): LHLO instead of EHLO/HELO, and after the content one reply per
   accepted recipient, in RCPT order (4.2).
 """
@@ -68,12 +72,14 @@ from .params import Extensions
 from ._data import BdatReceiver, DataReceiver
 
 # ---------------------------------------------------------------------- limits
-#: RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+#: RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF (the default
+#: of ``SmtpConfig.max_line_length``, setting ``smtp.session.max-line-length``).
 MAX_COMMAND_LINE = 512
-#: MAIL/RCPT: 512 plus each announced extension's allowance (SIZE 26 RFC 1870 4;
+#: MAIL/RCPT may be longer by each announced extension's allowance (SIZE 26 RFC 1870 4;
 #: ENVID 107 + RET 9 RFC 3461 4; AUTH= 500 RFC 4954 5; BODY=8BITMIME 14; SMTPUTF8 9;
 #: REQUIRETLS 11; NOTIFY 30 + ORCPT 510 for RCPT, RFC 3461 4).
-MAX_PARAM_LINE = 512 + 26 + 107 + 9 + 500 + 14 + 9 + 11 + 30 + 510
+PARAM_ALLOWANCE = 26 + 107 + 9 + 500 + 14 + 9 + 11 + 30 + 510
+MAX_PARAM_LINE = MAX_COMMAND_LINE + PARAM_ALLOWANCE
 #: RFC 4954 4: AUTH command and SASL response lines up to 12288 octets.
 MAX_SASL_LINE = 12288 + 2
 
@@ -117,6 +123,7 @@ class SmtpConfig:
     max_errors: int = 10
     max_auth_failures: int = 3
     max_pipeline: int = 500
+    max_line_length: int = MAX_COMMAND_LINE  # octets with CRLF; MAIL/RCPT get more
     bare_newline: str = "reject"             # in content: "reject" or "normalize"
     reject_8bit_without_8bitmime: bool = True
     greeting: str = "ESMTP ready"
@@ -137,7 +144,10 @@ def merge_replies(replies: list[Reply]) -> Reply:
 class SmtpMachine:
     """One SMTP or LMTP server session, sans-IO. See the module docstring."""
 
-    def __init__(self, config: SmtpConfig, session: Session | None = None) -> None:
+    def __init__(self, config: SmtpConfig, session: Session | None = None, *,
+                 refuse: Reply | None = None) -> None:
+        """``refuse``: answer the connection with this reply (``421 4.7.0``, a client over
+        a limit or banned) instead of the greeting, and close (RFC 5321 3.1, 4.2.2)."""
         self.config = config
         self.session = session if session is not None else Session()
         self.session.lmtp = config.lmtp
@@ -149,7 +159,10 @@ class SmtpMachine:
         self.messages = 0
         self.errors = 0
         self.auth_failures = 0
-        self._reader = LineReader(MAX_SASL_LINE, reply_code="500 5.5.2")
+        self._line_limit = max(MAX_COMMAND_LINE, config.max_line_length)
+        self._param_limit = self._line_limit + PARAM_ALLOWANCE
+        self._reader = LineReader(max(MAX_SASL_LINE, self._param_limit),
+                                  reply_code="500 5.5.2")
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._waiting: tuple[Event, Callable[[Any], None]] | None = None
@@ -169,6 +182,9 @@ class SmtpMachine:
         self.sasl_name = ""
         self.sasl_final = False
         self.sasl_final_identity: Any = None
+        if refuse is not None:
+            self.close(refuse)
+            return
         self.reply(codes.reply(220, "", f"{config.hostname} {config.greeting}".strip()))
 
     # ================================================================== adapter API
@@ -225,8 +241,9 @@ class SmtpMachine:
         on_answer(value)
 
     def shutdown(self, reply: Reply = codes.SHUTTING_DOWN) -> None:
-        """Close the session with ``reply`` (server drain, idle timeout)."""
-        if not self._closed:
+        """Close the session with ``reply`` (server drain, idle timeout, a ban); nothing
+        when it is closing already (its last reply is queued)."""
+        if not self._closing:
             self.reply(reply)
             self._closing = True
 
@@ -389,8 +406,8 @@ class SmtpMachine:
             return
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
-        limit = (MAX_SASL_LINE if verb == "AUTH"
-                 else MAX_PARAM_LINE if verb in ("MAIL", "RCPT") else MAX_COMMAND_LINE)
+        limit = (max(MAX_SASL_LINE, self._line_limit) if verb == "AUTH"
+                 else self._param_limit if verb in ("MAIL", "RCPT") else self._line_limit)
         if len(raw) > limit:
             self.fail(codes.LINE_TOO_LONG)
             return

@@ -19,6 +19,7 @@ from . import (
     select, sort, starttls, status, store, subscribe, thread, unselect,
 )
 from . import id as id_cmd, list as list_cmd
+from . import acl
 
 
 @dataclass(frozen=True)
@@ -74,4 +75,19 @@ REGISTRY: dict[str, Spec] = {
     "GETQUOTA": Spec(quota.getquota, AUTH),
     "GETQUOTAROOT": Spec(quota.getquotaroot, AUTH),
     "SETQUOTA": Spec(quota.setquota, AUTH),
+    "SETACL": Spec(acl.setacl, AUTH),
+    "DELETEACL": Spec(acl.deleteacl, AUTH),
+    "GETACL": Spec(acl.getacl, AUTH),
+    "LISTRIGHTS": Spec(acl.listrights, AUTH),
+    "MYRIGHTS": Spec(acl.myrights, AUTH),
 }
+
+# COMPRESS (RFC 4978), METADATA (RFC 5464), NOTIFY (RFC 5465).
+from . import compress, metadata, notify  # noqa: E402
+
+REGISTRY.update({
+    "COMPRESS": Spec(compress.run, AUTH),
+    "GETMETADATA": Spec(metadata.getmetadata, AUTH),
+    "SETMETADATA": Spec(metadata.setmetadata, AUTH),
+    "NOTIFY": Spec(notify.run, AUTH),
+})

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from .. import encode
 from ..flags import to_keywords
-from ..mailboxes import MailboxTree
 from ..message import ImapMessage
 from ..session import No
+from . import acl
 
 
 def thread_keys(data: bytes) -> dict:
@@ -34,15 +34,18 @@ def store_item(message) -> dict:
 
 
 def target(s, name: str) -> dict:
-    record = MailboxTree(s.store.list_mailboxes(s.account["id"])).find(name)
-    if record is None:
+    """The mailbox to append to: the record, with "owner" (another account's mailbox is
+    reached through ACL; the store checks the "i" right)."""
+    found = acl.resolve(s, name)
+    if found is None:
         raise No("Mailbox does not exist", "TRYCREATE")
-    return record
+    return {**found.record, "owner": found.owner}
 
 
 async def run(s, cmd):
     record = target(s, cmd.args.name)
     items = [store_item(m) for m in cmd.args.messages]
-    done = await s.store.append_many(s.account["id"], record["id"], items)
+    done = await s.store.append_many(record["owner"], record["id"], items,
+                                     actor=s.account["id"])
     uids = encode.number_set(d["uid"] for d in done)
     return "APPEND completed", f"APPENDUID {done[0]['uidvalidity']} {uids}"

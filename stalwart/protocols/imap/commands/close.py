@@ -13,6 +13,6 @@ async def run(s, cmd):
     if not view.readonly:
         uids = deleted_uids(s, view.uids)
         if uids:
-            await s.store.expunge(s.account["id"], view.id, uids)
+            await s.store.expunge(view.account, view.id, uids, actor=s.account["id"])
     s.deselect()
     return "CLOSE completed"

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from ..mailboxes import ATTR_ROLES, SEP, MailboxTree, normalize
 from ..session import No
+from . import acl
 
 
 async def run(s, cmd):
+    if acl.in_other_users(cmd.args.name):   # another account's mailbox (ACL "k")
+        if cmd.args.use:
+            raise No("Special-use attributes are the owner's to set", "USEATTR")
+        return await acl.create_shared(s, cmd.args.name)
     acc = s.account["id"]
     name = normalize(cmd.args.name)
     components = name.split(SEP)

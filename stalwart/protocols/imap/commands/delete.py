@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from ..mailboxes import MailboxTree
 from ..session import No
+from . import acl
 
 
 async def run(s, cmd):
+    if acl.in_other_users(cmd.args.name):   # another account's mailbox (ACL "x")
+        return await acl.delete_shared(s, cmd.args.name)
     acc = s.account["id"]
     tree = MailboxTree(s.store.list_mailboxes(acc))
     record = tree.find(cmd.args.name)

@@ -12,7 +12,7 @@ from ..session import Bad, No
 
 def deleted_uids(s, uids) -> list[int]:
     view = s.selected
-    acc = s.account["id"]
+    acc = view.account   # the owner: another account for a shared mailbox (ACL)
     out = []
     for uid in uids:
         eid = view.eids.get(uid)
@@ -34,5 +34,5 @@ async def run(s, cmd):
             raise Bad(str(exc)) from None
     uids = deleted_uids(s, [u for u in candidates if u not in view.pending_expunge])
     if uids:
-        await s.store.expunge(s.account["id"], view.id, uids)
+        await s.store.expunge(view.account, view.id, uids, actor=s.account["id"])
     return "EXPUNGE completed"

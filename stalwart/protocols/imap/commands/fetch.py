@@ -19,10 +19,10 @@
 from __future__ import annotations
 
 from .. import encode
-from ..flags import to_flags
 from ..message import UnknownCTE
 from ..session import Bad, No
 from ..types import FetchItem, Section
+from . import acl
 
 _SETS_SEEN = {"RFC822", "RFC822.TEXT"}
 
@@ -44,7 +44,7 @@ def _item(s, item: FetchItem, uid: int, eid: int, email: dict) -> bytes:
     if name == "UID":
         return b"UID %d" % uid
     if name == "FLAGS":
-        return b"FLAGS " + encode.flag_list(to_flags(email["kw"]))
+        return b"FLAGS " + encode.flag_list(s.selected.flags_of(uid, email["kw"]))
     if name == "INTERNALDATE":
         return b"INTERNALDATE " + encode.internal_date(email["received"])
     if name == "RFC822.SIZE":
@@ -90,7 +90,7 @@ async def run(s, cmd):
     view = s.selected
     args = cmd.args
     uid_cmd = cmd.name.startswith("UID ")
-    acc = s.account["id"]
+    acc = view.account   # the owner: another account for a shared mailbox (ACL)
     if args.vanished and not (uid_cmd and s.qresync):
         raise Bad("VANISHED needs UID FETCH and ENABLE QRESYNC (RFC 7162 3.2.6)", "CLIENTBUG")
     try:
@@ -118,10 +118,11 @@ async def run(s, cmd):
             if args.changed_since is None or email["modseq"] > args.changed_since:
                 emails[uid] = email
     missing = len(emails) < len(uids) and args.changed_since is None
-    if not view.readonly and any(_sets_seen(i) for i in items):
+    if not view.readonly and "s" in acl.view_rights(view) and any(_sets_seen(i) for i in items):
         unseen = [view.eids[u] for u, e in emails.items() if "$seen" not in e["kw"]]
         if unseen:
-            await s.store.set_keywords(acc, unseen, add=["$seen"])
+            await s.store.set_keywords(acc, unseen, add=["$seen"], actor=s.account["id"],
+                                       mailbox=view.id)
             changed = set(unseen)
             for uid in list(emails):
                 if view.eids[uid] in changed:

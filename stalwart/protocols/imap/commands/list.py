@@ -11,12 +11,15 @@ SPECIAL-USE (RFC 6154) and CHILDREN (RFC 3348).
   ("SUBSCRIBED"). Selection SPECIAL-USE lists mailboxes with a special use. REMOTE is
   accepted and changes nothing (no remote mailboxes here).
 - RETURN (STATUS (...)) sends a STATUS line after each selectable mailbox's LIST line.
+- RETURN (MYRIGHTS) (RFC 8440) sends the MYRIGHTS line of each mailbox after its LIST
+  line. Mailboxes other accounts share (ACL) follow under "Other Users/" (acl.py).
 """
 
 from __future__ import annotations
 
 from ..mailboxes import ROLE_ATTRS, SEP, MailboxTree, pattern_regex
 from .status import status_items
+from . import acl
 
 
 async def run(s, cmd):
@@ -60,6 +63,31 @@ async def run(s, cmd):
         if args.status:
             s.untagged(b"STATUS " + s.mailbox_name(path) + b" (" +
                        status_items(s, record, args.status).encode() + b")")
+        if "MYRIGHTS" in args.returns:   # RFC 8440: the owner has every right
+            s.untagged(b"MYRIGHTS " + s.mailbox_name(path) + b" " + acl.RIGHTS_ORDER.encode())
+    if not selected_sub and not special_only:
+        _list_shared(s, args, regexes)
     return "LIST completed"
 
 
+def _list_shared(s, args, regexes) -> None:
+    """Other accounts' mailboxes this account may see (ACL "l"), under "Other Users/",
+    with the \\Noselect levels above them; none is subscribed or special-use here."""
+    shared = acl.shared_mailboxes(s)
+    paths = [p for p, _ in shared]
+    for level in acl.other_users_levels(paths):
+        if any(r.match(level) for r in regexes):
+            s.untagged(f'LIST (\\Noselect \\HasChildren) "{SEP}" '.encode() +
+                       s.mailbox_name(level))
+    for path, target in shared:
+        if not any(r.match(path) for r in regexes):
+            continue
+        children = any(p.startswith(path + SEP) for p in paths)
+        attrs = "\\HasChildren" if children else "\\HasNoChildren"
+        s.untagged(f'LIST ({attrs}) "{SEP}" '.encode() + s.mailbox_name(path))
+        if args.status and "r" in target.rights:
+            s.untagged(b"STATUS " + s.mailbox_name(path) + b" (" +
+                       status_items(s, target.record, args.status,
+                                    owner=target.owner).encode() + b")")
+        if "MYRIGHTS" in args.returns:
+            s.untagged(b"MYRIGHTS " + s.mailbox_name(path) + b" " + target.rights.encode())

@@ -19,11 +19,13 @@ async def run(s, cmd):
     dest = target(s, cmd.args.name)
     if dest["id"] == view.id:
         raise No("Source and destination are the same mailbox", "CANNOT")
+    if dest["owner"] != view.account:
+        raise No("Messages cannot be moved between accounts; COPY them instead", "CANNOT")
     uids = source_uids(s, cmd)
     if not uids:
         return "MOVE completed, nothing to move"
-    results = await s.store.move(s.account["id"], [view.eids[u] for u in uids], view.id,
-                                 dest["id"])
+    results = await s.store.move(view.account, [view.eids[u] for u in uids], view.id,
+                                 dest["id"], actor=s.account["id"])
     pairs = list(zip(uids, (r["uid"] for r in results)))
     s.untagged(f"OK [{copyuid(dest['uidvalidity'], pairs)}] Moved")
     s.write_all(view.expunge_responses(uids, s.qresync))

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from ..mailboxes import SEP, MailboxTree, normalize
 from ..session import No
+from . import acl
 
 
 async def run(s, cmd):
+    if acl.in_other_users(cmd.args.old) or acl.in_other_users(cmd.args.new):
+        raise No("Mailboxes of other users cannot be renamed here", "CANNOT")
     acc = s.account["id"]
     tree = MailboxTree(s.store.list_mailboxes(acc))
     source = tree.find(cmd.args.old)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..session import Bad, No
 from .append import store_item, target
+from . import acl
 
 
 async def run(s, cmd):
@@ -32,11 +33,15 @@ async def run(s, cmd):
         uid = view.uids[args.number - 1]
     if uid in view.pending_expunge:
         raise No("The message was expunged by another session", "EXPUNGEISSUED")
+    me = s.account["id"]
+    if view.account != me and not all(r in acl.view_rights(view) for r in "te"):
+        # RFC 8508 3.3: REPLACE needs what APPEND and EXPUNGE need; checked first so a
+        # refused expunge cannot leave the new message behind.
+        raise No("Permission denied (this needs the 'te' rights)", "NOPERM")
     record = target(s, args.name)
     item = store_item(args.message)
-    acc = s.account["id"]
-    [done] = await s.store.append_many(acc, record["id"], [item])
+    [done] = await s.store.append_many(record["owner"], record["id"], [item], actor=me)
     s.untagged(f"OK [APPENDUID {done['uidvalidity']} {done['uid']}] Replacement stored")
-    await s.store.expunge(acc, view.id, [uid])
+    await s.store.expunge(view.account, view.id, [uid], actor=me)
     s.write_all(view.expunge_responses([uid], s.qresync))
     return "REPLACE completed"

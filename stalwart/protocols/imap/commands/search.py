@@ -1,12 +1,15 @@
 """SEARCH and UID SEARCH (RFC 9051 6.4.4) with ESEARCH (RFC 4731), SEARCHRES (RFC 5182),
 CONDSTORE's MODSEQ key (RFC 7162 3.1.5) and WITHIN (RFC 5032).
 
-Evaluation scans the messages of the selected mailbox. Flag, date, size, UID, sequence
-and modseq keys read the store records; header keys parse the message (FROM/TO/CC/BCC
-match names and addresses, decoded; HEADER matches the decoded field values; an empty
-HEADER string matches any message that has the field). BODY and TEXT are a substring scan
-over the decoded text parts (and, for TEXT, the header) — correct but O(mailbox size);
-the Rust full-text index will answer them later. Matching is case-insensitive.
+Evaluation walks the messages of the selected mailbox. Flag, date, size, UID, sequence
+and modseq keys read the store records. BODY, TEXT, FROM, TO, CC, BCC and SUBJECT are
+answered by the full-text index (``stalwart.fts.TextSearch``): the string's words must
+appear in that order in the field (folded: case and accents ignored; stemmed: "reports"
+finds "report"), as Stalwart and Dovecot's FTS answer; messages delivered after the
+indexer's last pass are tokenized on the spot, never missed. BODY searches the text parts
+(and attachment names), TEXT every indexed field. A string without any word ("",
+"☺", "...") and HEADER <name> are a case-insensitive substring scan of the decoded
+values (an empty HEADER string matches any message that has the field).
 
 Results: IMAP4rev1 without RETURN gets ``* SEARCH``; RETURN (...) or IMAP4rev2 gets
 ``* ESEARCH (TAG "t") [UID] MIN/MAX/COUNT/ALL``. When a MODSEQ key was used, the highest
@@ -20,6 +23,7 @@ import time
 from datetime import date, datetime, timezone
 from email.utils import parsedate_tz
 
+from ....fts import IMAP_HEADER_KEYS, IMAP_KEY_FIELDS, TextSearch
 from .. import encode
 from ..flags import to_keyword
 from ..session import Bad
@@ -30,12 +34,13 @@ _ADDRESS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc"}
 class _Ctx:
     """One message while the key tree is evaluated; the parse happens at most once."""
 
-    __slots__ = ("s", "seq", "uid", "eid", "email", "_msg", "now", "largest", "view")
+    __slots__ = ("s", "seq", "uid", "eid", "email", "_msg", "now", "largest", "view", "text")
 
     def __init__(self, s, view, seq, uid, email, now):
         self.s, self.view, self.seq, self.uid, self.email, self.now = s, view, seq, uid, email, now
         self.eid = view.eids[uid]
         self._msg = None
+        self.text: TextSearch | None = None
 
     @property
     def msg(self):
@@ -75,7 +80,7 @@ def matches(key: tuple, ctx: _Ctx) -> bool:
     if op == "all":
         return True
     if op == "recent":
-        return False
+        return ctx.view.is_recent(ctx.uid)   # \Recent: claimed by this session
     if op == "keyword":
         return to_keyword(key[1]) in ctx.email["kw"]
     if op == "seq":
@@ -103,6 +108,11 @@ def matches(key: tuple, ctx: _Ctx) -> bool:
         return ctx.email["received"] <= ctx.now - key[1]
     if op == "younger":
         return ctx.email["received"] >= ctx.now - key[1]
+    if op in ("body", "text") or (op == "header" and key[1] in IMAP_HEADER_KEYS):
+        value = key[-1]
+        if ctx.text is not None and ctx.text.variants(value):
+            fields = IMAP_KEY_FIELDS[key[1] if op == "header" else op.upper()]
+            return ctx.text.matches(ctx.eid, value, fields)
     if op == "header":
         field, value = key[1], key[2]
         if field in _ADDRESS and value:
@@ -126,20 +136,33 @@ def _uses_modseq(key: tuple) -> bool:
     return False
 
 
+def _uses_text(key: tuple) -> bool:
+    if key[0] in ("body", "text") or (key[0] == "header" and key[1] in IMAP_HEADER_KEYS):
+        return True
+    if key[0] == "and":
+        return any(_uses_text(k) for k in key[1])
+    if key[0] in ("or", "not"):
+        return any(_uses_text(k) for k in key[1:])
+    return False
+
+
 def evaluate(s, key: tuple) -> list[tuple[int, int, dict]]:
     """(sequence number, UID, email record) of every message of the selected mailbox
     that matches ``key``, in mailbox order (shared by SEARCH, SORT and THREAD)."""
     view = s.selected
-    acc = s.account["id"]
+    acc = view.account   # the owner: another account for a shared mailbox (ACL)
     now = int(time.time())
     found: list[tuple[int, int, dict]] = []
     largest = view.uids[-1] if view.uids else 0
+    text = TextSearch(s.store, acc, lambda eid: s.store.read_message(acc, eid)) \
+        if _uses_text(key) else None
     for seq, uid in enumerate(view.uids, 1):
         email = s.store.get_email(acc, view.eids[uid])
         if email is None:
             continue  # expunged meanwhile: it can match nothing
         ctx = _Ctx(s, view, seq, uid, email, now)
         ctx.largest = largest
+        ctx.text = text
         if matches(key, ctx):
             found.append((seq, uid, email))
     return found

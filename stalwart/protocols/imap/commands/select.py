@@ -1,8 +1,8 @@
 """SELECT and EXAMINE (RFC 9051 6.3.2/6.3.3; CONDSTORE/QRESYNC parameters RFC 7162 3.2.5).
 
 Responses, in order: [CLOSED] if a mailbox was selected (RFC 7162 3.2.11, RFC 9051), the
-QRESYNC VANISHED (EARLIER) and FETCH lines, EXISTS, RECENT (IMAP4rev1 only, always 0: this
-server never sets \\Recent), FLAGS, PERMANENTFLAGS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ
+QRESYNC VANISHED (EARLIER) and FETCH lines, EXISTS, RECENT (IMAP4rev1 only: SELECT claims
+the messages no session has seen, EXAMINE only counts them; see selected.py), FLAGS, PERMANENTFLAGS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ
 (once CONDSTORE is on), UNSEEN (IMAP4rev1), the LIST line (IMAP4rev2), then
 OK [READ-WRITE] or [READ-ONLY]. A failed SELECT leaves no mailbox selected.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from .. import encode
 from ..flags import to_flags
-from ..mailboxes import MailboxTree
 from ..selected import SelectedMailbox
-from ..session import Bad, No, State
+from ..session import Bad, State
+from . import acl
 
 
 async def run(s, cmd):
@@ -23,24 +23,28 @@ async def run(s, cmd):
     if s.selected is not None:
         s.deselect()
         s.untagged("OK [CLOSED] Previous mailbox closed")
-    acc = s.account["id"]
-    tree = MailboxTree(s.store.list_mailboxes(acc))
-    record = tree.find(args.name)
-    if record is None:
-        raise No("Mailbox does not exist", "NONEXISTENT")
+    # The mailbox may be another account's (ACL, RFC 4314 4): "r" to select it, and
+    # READ-ONLY without any right to change it.
+    target = acl.require(s, args.name, "r")
+    record = target.record
     if args.condstore:
         s.condstore = True
-    readonly = cmd.name == "EXAMINE"
-    view = SelectedMailbox(s.store, acc, record, tree.path[record["id"]], readonly)
+    readonly = cmd.name == "EXAMINE" or not any(r in target.rights for r in "swte")
+    view = SelectedMailbox(s.store, target.owner, record, target.path, readonly)
+    view.rights = target.rights
     if args.qresync is not None and args.qresync.uidvalidity == view.uidvalidity:
         _qresync(s, view, args.qresync)
     s.untagged(f"{len(view)} EXISTS")
     if not s.rev2:
-        s.untagged("0 RECENT")
+        await view.start_recent()   # \Recent: claimed by SELECT, looked at by EXAMINE
+        s.untagged(f"{view.recent_count()} RECENT")
     flags = view.flag_list()
     s.untagged(b"FLAGS " + flags)
     if readonly:
         s.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox")
+    elif target.shared:
+        s.untagged(b"OK [PERMANENTFLAGS " + acl.permanent_flags(flags, target.rights) +
+                   b"] Flags permitted")
     else:
         s.untagged(b"OK [PERMANENTFLAGS " + flags[:-1] + b" \\*)] Flags permitted")
     s.untagged(f"OK [UIDVALIDITY {view.uidvalidity}] UIDs valid")
@@ -56,7 +60,7 @@ async def run(s, cmd):
         s.untagged(b'LIST () "/" ' + s.mailbox_name(view.name))
     s.selected = view
     s.state = State.SELECTED
-    return ("EXAMINE completed", "READ-ONLY") if readonly else ("SELECT completed", "READ-WRITE")
+    return f"{cmd.name} completed", "READ-ONLY" if readonly else "READ-WRITE"
 
 
 def _qresync(s, view, q) -> None:

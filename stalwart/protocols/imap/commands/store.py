@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from .. import encode
-from ..flags import to_flags, to_keywords
+from ..flags import to_keywords
 from ..session import Bad, No
 
 
@@ -31,14 +31,15 @@ async def run(s, cmd):
         s.condstore = True
     gone = [u for u in uids if u in view.pending_expunge]
     uids = [u for u in uids if u not in view.pending_expunge]
-    acc = s.account["id"]
+    acc = view.account   # the owner: another account for a shared mailbox (ACL)
     keywords = to_keywords(args.flags)
     result = {"updated": [], "conflicts": []}
     if uids:
         kwargs = {"add": keywords} if args.mode == "+" else \
             {"remove": keywords} if args.mode == "-" else {"replace": keywords}
         result = await s.store.set_keywords(acc, [view.eids[u] for u in uids],
-                                            unchanged_since=args.unchanged_since, **kwargs)
+                                            unchanged_since=args.unchanged_since,
+                                            actor=s.account["id"], mailbox=view.id, **kwargs)
     conflicts = set(result["conflicts"])
     updated = set(result["updated"])
     modified = []
@@ -55,7 +56,7 @@ async def run(s, cmd):
         if uid_cmd or s.qresync:
             items.append(f"UID {uid}")
         if not args.silent:
-            items.append("FLAGS (" + " ".join(to_flags(email["kw"])) + ")")
+            items.append("FLAGS (" + " ".join(view.flags_of(uid, email["kw"])) + ")")
         if s.condstore and (not args.silent or eid in updated):
             items.append(f"MODSEQ ({email['modseq']})")
         if args.silent and not (s.condstore and eid in updated):

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from ..mailboxes import MailboxTree
 from ..session import No
+from . import acl
 
 
 async def run(s, cmd):
+    if acl.in_other_users(cmd.args.name):
+        # The subscribed flag lives on the mailbox record, which is the owner's.
+        raise No("Subscriptions to other users' mailboxes are not kept", "CANNOT")
     acc = s.account["id"]
     record = MailboxTree(s.store.list_mailboxes(acc)).find(cmd.args.name)
     if record is None:
