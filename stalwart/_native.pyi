@@ -201,6 +201,9 @@ class ImapParser:
     """Mailbox names are UTF-8 (IMAP4rev2, UTF8=ACCEPT) rather than modified UTF-7."""
     mode: str
     """"command", "idle" (the next line must be DONE) or "sasl" (lines are SASL data)."""
+    stream_append: bool
+    """APPEND literals leave as ``LiteralChunk(data, last)`` events as they arrive; the
+    command then carries an empty literal in their place (off by default)."""
 
     def __init__(self, limits: ImapLimits, utf8: bool = False,
                  literal_limit: object | None = None) -> None:
@@ -208,9 +211,11 @@ class ImapParser:
         ``name`` (errors it raises propagate from ``next_event``)."""
     def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
     def next_event(self) -> object:
-        """A ``Command``, ``Continuation``, ``IdleDone`` or ``SaslResponse``, or
-        ``NEED_DATA``; raises ``ImapError``."""
+        """A ``Command``, ``Continuation``, ``IdleDone``, ``SaslResponse`` or
+        ``LiteralChunk`` (``stream_append``), or ``NEED_DATA``; raises ``ImapError``."""
     def buffered(self) -> int: ...
+    def memory(self) -> int:
+        """Octets the reader's buffers hold (their capacity)."""
     def discard_buffer(self) -> bytes:
         """Drop the buffered octets (after STARTTLS); LocalProtocolError while an
         over-long line is being dropped."""

@@ -101,19 +101,22 @@ async def run(run_dir: Path, stop: asyncio.Event, *, blob_period: float = BLOB_P
         await client.close()
 
 
-async def fts_indexer(config, stop: asyncio.Event) -> None:
-    """The full-text indexer (``stalwart.fts.run_indexer``) over this process's own store
-    connection; restarted after a failure so the scheduler's other tasks go on."""
+async def fts_indexer(config, stop: asyncio.Event, store=None) -> None:
+    """The full-text indexer (``stalwart.fts.run_indexer``) over the scheduler's store
+    connection (its own when ``store`` is None); restarted after a failure so the
+    scheduler's other tasks go on."""
     from .fts import run_indexer
     from .store import Store
 
     while not stop.is_set():
+        own = store is None
         try:
-            store = await Store.open(config, name=f"fts-{os.getpid()}")
+            current = await Store.open(config, name=f"fts-{os.getpid()}") if own else store
             try:
-                await run_indexer(store, stop)
+                await run_indexer(current, stop)
             finally:
-                await store.close()
+                if own:
+                    await current.close()
         except Exception:
             log.exception("scheduler: full-text indexer failed, restarting in 5 s")
             try:
@@ -123,9 +126,15 @@ async def fts_indexer(config, stop: asyncio.Event) -> None:
 
 
 async def serve(ctx) -> None:
-    """Entry point of the ``scheduler`` process kind."""
+    """Entry point of the ``scheduler`` process kind: one store connection (one RocksDB
+    secondary) shared by its tasks."""
     from .mailauth.reports import run_report_job   # DMARC aggregate reports, daily
+    from .store import Store
 
-    await asyncio.gather(run(Path(ctx.config.run_dir), ctx.shutdown),
-                         run_report_job(ctx.config, ctx.shutdown),
-                         fts_indexer(ctx.config, ctx.shutdown))
+    store = await Store.open(ctx.config, name=f"scheduler-{os.getpid()}")
+    try:
+        await asyncio.gather(run(Path(ctx.config.run_dir), ctx.shutdown),
+                             run_report_job(ctx.config, ctx.shutdown, store=store),
+                             fts_indexer(ctx.config, ctx.shutdown, store=store))
+    finally:
+        await store.close()

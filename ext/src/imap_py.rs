@@ -99,6 +99,7 @@ struct Types {
     continuation: Class,
     idle_done: Class,
     sasl_response: Class,
+    literal_chunk: Class,
     sequence_set: Class,
     section: Class,
     fetch_item: Class,
@@ -151,6 +152,7 @@ fn types(py: Python<'_>) -> PyResult<&Types> {
             continuation: c("Continuation", &["tag", "name", "size"])?,
             idle_done: c("IdleDone", &[])?,
             sasl_response: c("SaslResponse", &["data"])?,
+            literal_chunk: c("LiteralChunk", &["data", "last"])?,
             sequence_set: c("SequenceSet", &["ranges", "saved"])?,
             section: c("Section", &["part", "text", "fields"])?,
             fetch_item: c("FetchItem", &["name", "section", "partial", "peek", "lazy"])?,
@@ -536,11 +538,19 @@ impl ImapParser {
             }
             Event::IdleDone => t.idle_done.make(py, [])?.unbind(),
             Event::SaslResponse(line) => t.sasl_response.make(py, [PyBytes::new(py, &line).into_any()])?.unbind(),
+            Event::LiteralData(data, last) => {
+                t.literal_chunk.make(py, [PyBytes::new(py, &data).into_any(), v!(py, last)])?.unbind()
+            }
         })
     }
 
     fn buffered(&self) -> usize {
         self.inner.buffered()
+    }
+
+    /// Octets of memory the reader's buffers hold (capacity), for tests and diagnostics.
+    fn memory(&self) -> usize {
+        self.inner.memory()
     }
 
     fn discard_buffer<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
@@ -564,6 +574,16 @@ impl ImapParser {
 
     fn refuse_literal(&mut self) {
         self.inner.refuse_literal();
+    }
+
+    #[getter]
+    fn get_stream_append(&self) -> bool {
+        self.inner.stream_append
+    }
+
+    #[setter]
+    fn set_stream_append(&mut self, value: bool) {
+        self.inner.stream_append = value;
     }
 
     #[getter]

@@ -186,6 +186,8 @@ async def serve(ctx: Any) -> None:
                                       else None)
         if ctx.admin_socket is not None:
             await server.add_listener(ctx.admin_socket, listener="admin", admin=True)
+        # No retire hook: after a reload this worker drains at once (requests in flight
+        # finish, idle keep-alive connections close; clients simply reconnect).
         await ctx.shutdown.wait()
     finally:
         await server.drain(_seconds(config.get("server.shutdown-timeout")))

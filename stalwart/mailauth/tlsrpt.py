@@ -427,6 +427,9 @@ def install(queue: Any, resolver: Any, config: Any, stop: asyncio.Event
     if config.get("queue.mta-sts.enable"):
         deliverer.mtasts = MtaSts(resolver, timeout=config.get("queue.mta-sts.timeout"),
                                   port=config.get("queue.mta-sts.port"))
+    from .dane import install as install_dane
+
+    install_dane(deliverer, resolver, config)          # DANE (RFC 7672), queue.dane.*
     if not config.get("queue.tls-report.enable"):
         return None
     recorder = TlsRptRecorder()
@@ -446,9 +449,11 @@ def signed_enqueue(queue: Any) -> Enqueue:
     """``Enqueue`` into ``queue`` from the null sender, the report DKIM-signed first with
     the keys of its From domain when the store has some (RFC 8460 5.3 asks reports to be
     signed; ``stalwart.mailauth.keys.sign_outbound``). A signing error queues it unsigned."""
-    from .keys import sign_outbound
-
     async def enqueue(message: bytes, recipients: list[str]) -> Any:
+        # Imported when a report goes out: ``keys`` brings ``cryptography`` (about 8 MiB),
+        # which the queue process otherwise never needs.
+        from .keys import sign_outbound
+
         try:
             message = sign_outbound(queue.store, message)
         except Exception as exc:                      # a broken key must not stop reports

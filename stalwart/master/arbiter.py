@@ -25,8 +25,11 @@ the listening sockets (stalwart.master.sockets), the admin socket, and the proce
   (a reused address keeps its sockets); any failure leaves the running configuration
   untouched and is logged. Then the generation number grows, a new worker starts in every
   pool slot, and each old worker is told to drain (SIGTERM) once the new one in its slot
-  is up, at once if its slot or pool is gone. Old workers finish their open connections
-  (up to ``server.shutdown-timeout``); the master's copy of a socket that no listener
+  is up, at once if its slot or pool is gone. An old pool worker is retired gently
+  (SIGUSR2): it stops accepting and keeps serving its open connections (an IMAP client in
+  IDLE stays connected) until they end, or until ``server.reload-drain-timeout`` when it
+  gets SIGTERM (a normal drain). Singletons get SIGTERM at once. The master's copy of a
+  socket that no listener
   uses any more is closed at once. The store keeps running unless the storage settings
   changed; queue and scheduler are restarted one after the other. systemd sees
   RELOADING=1 then READY=1 once the new generation is up.
@@ -392,12 +395,26 @@ class Arbiter:
     def retire(self, worker: Worker, now: float, timeout: float) -> None:
         """Ask a worker to drain (SIGTERM); SIGKILL it if still there after ``timeout``."""
         if worker.retiring:
+            if worker.term_at is not None:        # retiring gently: drain now instead
+                worker.term_at = None
+                self.kill(worker, signal.SIGTERM)
             worker.kill_at = min(worker.kill_at or now + timeout, now + timeout)
             return
         worker.retiring = True
         worker.kill_at = now + timeout
         log.info("retiring %s", worker.name)
         self.kill(worker, signal.SIGTERM)
+
+    def retire_gently(self, worker: Worker, now: float) -> None:
+        """A reload's retirement (SIGUSR2): stop accepting, finish the open connections;
+        SIGTERM after ``server.reload-drain-timeout``, SIGKILL a drain later."""
+        if worker.retiring:
+            return
+        worker.retiring = True
+        worker.term_at = now + self._seconds("server.reload-drain-timeout")
+        worker.kill_at = worker.term_at + self.shutdown_timeout + KILL_GRACE
+        log.info("retiring %s once its connections end", worker.name)
+        self.kill(worker, signal.SIGUSR2)
 
     def reap(self) -> None:
         while True:
@@ -505,7 +522,10 @@ class Arbiter:
             # A successor that does not come up (crash loop) does not keep the old
             # generation forever.
             if ready or now - w.superseded_at > self.heartbeat_timeout:
-                self.retire(w, now, self.shutdown_timeout + KILL_GRACE)
+                if service is not None and not service.singleton:
+                    self.retire_gently(w, now)
+                else:
+                    self.retire(w, now, self.shutdown_timeout + KILL_GRACE)
 
     def start_missing(self, now: float) -> None:
         alive_kinds = {w.kind for w in self.workers.values()}
@@ -530,6 +550,11 @@ class Arbiter:
 
     def enforce_deadlines(self, now: float) -> None:
         for w in list(self.workers.values()):
+            if w.term_at is not None and now >= w.term_at and not w.killed:
+                log.info("%s still has connections after %gs: draining it", w.name,
+                         self._seconds("server.reload-drain-timeout"))
+                w.term_at = None
+                self.kill(w, signal.SIGTERM)
             if w.retiring and not w.killed and w.kill_at is not None and now >= w.kill_at:
                 log.warning("%s did not finish draining in time: killing it", w.name)
                 w.killed = True

@@ -41,7 +41,13 @@ log = logging.getLogger("stalwart.master")
 
 #: Modules imported by the master before the first fork (missing ones are skipped).
 PRELOAD = ("uvloop", "ssl", "msgpack", "orjson", "rocksdict", "h11", "argon2",
-           "dns.asyncresolver", "stalwart._native")
+           "dns.asyncresolver", "stalwart._native",
+           # What the always-running singletons use (queue: MTA-STS, TLS reports;
+           # scheduler: DMARC reports, the full-text indexer) and the smtp workers too:
+           # loaded once here, shared, instead of a private copy in each of them.
+           "email.policy", "email.headerregistry", "stalwart.mailauth.dmarc",
+           "stalwart.mailauth.mtasts", "stalwart.mailauth.tlsrpt",
+           "stalwart.mailauth.reports", "stalwart.fts")
 #: Preloaded only when the config has certificates: the workers' TLS setup reads their
 #: names with it; an instance without TLS never pays for it (about 10 MiB).
 PRELOAD_TLS = ("cryptography.x509", "cryptography.hazmat.primitives.serialization")

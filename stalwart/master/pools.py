@@ -55,6 +55,7 @@ class Worker:
     retiring: bool = False              # told to drain (SIGTERM)
     superseded_at: float | None = None  # a reload replaced it; retires once its successor is up
     kill_at: float | None = None        # SIGKILL deadline while retiring
+    term_at: float | None = None        # retiring gently (SIGUSR2): SIGTERM deadline
     killed: bool = False                # SIGKILL sent
 
     @property

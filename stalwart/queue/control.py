@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SOCKET_NAME", "ControlServer", "QueueUnavailable", "control_request"]
+__all__ = ["SOCKET_NAME", "ControlServer", "QueueUnavailable", "QueueWaker", "control_request"]
 
 log = logging.getLogger("stalwart.queue")
 
@@ -115,6 +115,39 @@ class ControlServer:
         log.info("queue %s: %s requested over the control socket (%s)", qid, op,
                  "done" if found else "not queued")
         return {"ok": True, "found": bool(found)}
+
+
+class QueueWaker:
+    """``waker()`` tells the queue process that entries were just committed (``wake``), so
+    their first attempt starts now instead of at the next ``queue.poll-interval``.
+
+    Called by the SMTP workers after each queued message: at most one request is in
+    flight, and calls meanwhile fold into one more after it (a burst of 500 messages makes
+    two requests, not 500). A queue that does not answer is ignored: it polls anyway."""
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 2.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.requests = 0
+        self._task: asyncio.Future | None = None
+        self._again = False
+
+    def __call__(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            self.requests += 1
+            try:
+                await control_request(self.path, "wake", timeout=self.timeout)
+            except QueueUnavailable as exc:
+                log.debug("queue wake-up not delivered: %s", exc)
+            if not self._again:
+                return
 
 
 def _invalid(detail: str) -> dict:

@@ -24,6 +24,12 @@ Order of work (RFC 5321 5.1; Postfix's smtp(8) and mox's queue behave alike):
    names (others: 451 4.7.5) and requires TLS verified against the MX host name;
    ``TLS-Required: No`` turns it off (RFC 8689 5). Sessions are counted for TLS-RPT
    (``Deliverer.tlsrpt``, RFC 8460).
+   DANE (RFC 7672, ``stalwart.mailauth.dane``, when ``Deliverer.dane`` is set): for an MX
+   route whose MX and address answers were DNSSEC-validated, validated TLSA records of a
+   host make STARTTLS mandatory and, when usable, its certificate must match them (else
+   451 4.7.5 for that host, never a clear-text retry); a failed TLSA lookup (bogus) is
+   451 4.7.5 for that host. A host with usable TLSA records is exempt from MTA-STS
+   (RFC 8461 2); ``TLS-Required: No`` turns DANE off too.
 5. Checks before MAIL: SIZE (552 5.3.4 when the server's limit is smaller), 8-bit content
    without 8BITMIME (554 5.6.3: we do not downgrade), SMTPUTF8 needed but not offered
    (553 5.6.7, RFC 6531 3.4), REQUIRETLS not offered (550 5.7.30, RFC 8689 4.2.1).
@@ -38,6 +44,7 @@ permanent refusal, else temporary.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import ssl
@@ -47,7 +54,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from stalwart.dns import (Addresses, DnsError, InvalidName, MxHost, NxDomain, Resolver,
                           TempFail)
-from stalwart.mailauth.mtasts import delivery_policy
+from stalwart.mailauth.mtasts import delivery_policy, tls_required_no
 
 from .client import ServerReply, SmtpClient, SmtpError
 from .model import Attempt, QueuedMessage, QueuedRecipient, Reply
@@ -165,6 +172,8 @@ class Deliverer:
     #: (``stalwart.mailauth.tlsrpt.TlsRptRecorder``); None: not used.
     mtasts: Any = None
     tlsrpt: Any = None
+    #: DANE TLSA lookups (``stalwart.mailauth.dane.Dane``); None: not used.
+    dane: Any = None
 
     def __init__(self, settings: QueueSettings, resolver: Resolver, pool: ConnectionPool, *,
                  local: LocalDeliver | None = None,
@@ -202,18 +211,23 @@ class Deliverer:
         if route.kind == "local":
             return await self._deliver_local(message, data, domain, rcpts)
         result = DomainResult([])
+        security: dict[str, bool] = {}
         try:
-            targets = await self._targets(route, domain)
+            targets = await self._targets(route, domain, security)
         except _HostFailure as exc:
             result.attempts.append(Attempt(self.clock(), domain, "", "", exc.reply))
             result.outcomes = [Outcome(r, exc.reply) for r in rcpts]
             return result
         port = route.port if route.kind == "relay" else self.settings.mx_port
         sts = None
+        dane: dict[str, Any] = {}
         if route.kind == "mx" and _literal(domain) is None:
+            if self.dane is not None and (message.requiretls or not tls_required_no(data)):
+                dane = await self._dane_hosts(domain, targets, security, port, message)
             sts = await delivery_policy(self.mtasts, self.tlsrpt, domain,
                                         requiretls=message.requiretls, message=data)
-            targets = [(h, a) if isinstance(a, _HostFailure) or sts.allows(h) else
+            targets = [(h, a) if isinstance(a, _HostFailure) or (
+                           h in dane and dane[h].authenticated) or sts.allows(h) else
                        (h, _HostFailure(_local(451, "4.7.5", f"MX host {h} is not allowed by "
                                                f"the MTA-STS policy of {domain}"),
                                         requiretls=message.requiretls))
@@ -231,7 +245,7 @@ class Deliverer:
                 connects += 1
                 try:
                     outcomes = await self._deliver_to(route, host, ip, port, message, data,
-                                                      rcpts, sts)
+                                                      rcpts, sts, dane.get(host))
                 except _HostFailure as exc:
                     failures.append(exc)
                     result.attempts.append(Attempt(self.clock(), domain, host, ip, exc.reply))
@@ -268,10 +282,33 @@ class Deliverer:
         temp = [f.reply for f in failures if not f.reply.permanent]
         return temp[-1]
 
+    async def _dane_hosts(self, domain: str, targets: list, security: dict[str, bool],
+                          port: int, message: QueuedMessage) -> dict[str, Any]:
+        """The DANE state of each resolved host (TLSA lookups run together); a host
+        whose TLSA lookup failed becomes a host failure in ``targets`` (RFC 7672 2.1.1)."""
+        hosts = [h for h, a in targets if not isinstance(a, _HostFailure)]
+        found = await asyncio.gather(*(
+            self.dane.host(domain, h, port, mx_secure=security.get("", False),
+                           addr_secure=security.get(h, False), recorder=self.tlsrpt)
+            for h in hosts))
+        states = dict(zip(hosts, found))
+        for i, (host, _addresses) in enumerate(targets):
+            state = states.get(host)
+            if state is not None and state.state == "error":
+                targets[i] = (host, _HostFailure(_local(451, "4.7.5", state.reason),
+                                                 requiretls=message.requiretls))
+            elif state is not None and state.state != "none":
+                log.info("queue %s: %s: DANE %s (%s)", message.id, host, state.state,
+                         state.reason)
+        return states
+
     # ------------------------------------------------------------------ where to connect
-    async def _targets(self, route: Route, domain: str
+    async def _targets(self, route: Route, domain: str, security: dict[str, bool] | None = None
                        ) -> list[tuple[str, list[str] | _HostFailure]]:
-        """``[(host, addresses or the failure to resolve it)]`` in the order to try."""
+        """``[(host, addresses or the failure to resolve it)]`` in the order to try.
+        ``security`` receives the DNSSEC status of the answers (``""``: the MX lookup,
+        else per host: its addresses), which DANE needs."""
+        security = {} if security is None else security
         if route.kind == "relay":
             hosts = [MxHost(0, route.host)]
         else:
@@ -288,6 +325,7 @@ class Deliverer:
             if mx.null:
                 raise _HostFailure(_local(556, "5.1.10",
                                           f"domain {domain} accepts no mail (null MX)"))
+            security[""] = mx.secure
             hosts = list(mx.hosts[:self.settings.max_mx_hosts])
         targets: list[tuple[str, list[str] | _HostFailure]] = []
         own = self.settings.hostname.lower().rstrip(".")
@@ -315,6 +353,7 @@ class Deliverer:
                 targets.append((host, _HostFailure(_local(
                     550, "5.4.4", f"host {host} has no address ({exc.describe})"))))
                 continue
+            security[host] = addrs.secure
             ordered = order_addresses(addrs, prefer_ipv6=self.settings.prefer_ipv6,
                                       ipv4=self.settings.ipv4, ipv6=self.settings.ipv6)
             if not ordered:
@@ -327,15 +366,19 @@ class Deliverer:
     # ------------------------------------------------------------------ one host
     async def _deliver_to(self, route: Route, host: str, ip: str, port: int,
                           message: QueuedMessage, data: bytes,
-                          rcpts: list[QueuedRecipient], sts: Any = None) -> list[Outcome]:
-        verify = message.requiretls or (route.kind == "relay" and not route.allow_invalid_certs
-                                        and route.tls != "none") or (sts is not None
-                                                                     and sts.enforce)
-        key = (ip, port, host, route.name, verify)
+                          rcpts: list[QueuedRecipient], sts: Any = None,
+                          dane: Any = None) -> list[Outcome]:
+        # DANE authentication replaces the PKIX check (RFC 7672; RFC 8689 4.2.1 for
+        # REQUIRETLS; RFC 8461 2 for MTA-STS).
+        dane_auth = dane is not None and dane.authenticated
+        verify = not dane_auth and (
+            message.requiretls or (route.kind == "relay" and not route.allow_invalid_certs
+                                   and route.tls != "none") or (sts is not None and sts.enforce))
+        key = (ip, port, host, route.name, verify, dane.tag if dane is not None else None)
         async with self.pool.limit(ip):
             client = await self.pool.take(key)
             if client is None:
-                client = await self._open(route, host, ip, port, message, verify, sts)
+                client = await self._open(route, host, ip, port, message, verify, sts, dane)
                 self.pool.opened += 1
             try:
                 outcomes = await self._transaction(client, host, message, data, rcpts)
@@ -351,11 +394,17 @@ class Deliverer:
             return outcomes
 
     async def _open(self, route: Route, host: str, ip: str, port: int,
-                    message: QueuedMessage, verify: bool, sts: Any = None) -> SmtpClient:
-        enforce = sts is not None and sts.enforce        # MTA-STS: verified TLS or nothing
-        need_tls = message.requiretls or route.tls in ("starttls", "implicit") or enforce
+                    message: QueuedMessage, verify: bool, sts: Any = None,
+                    dane: Any = None) -> SmtpClient:
+        dane_auth = dane is not None and dane.authenticated
+        dane_tls = dane is not None and dane.mandatory   # DANE: TLS or nothing (RFC 7672 2.2)
+        # MTA-STS: verified TLS or nothing, unless DANE governs the host (RFC 8461 2).
+        enforce = sts is not None and sts.enforce and not dane_auth
+        need_tls = (message.requiretls or route.tls in ("starttls", "implicit") or enforce
+                    or dane_tls)
         context = self.tls_verified if verify else self.tls_opportunistic
-        use_starttls = route.tls != "none" or message.requiretls or enforce
+        use_starttls = route.tls != "none" or message.requiretls or enforce or dane_tls
+        report = dane if dane_tls else sts               # TLS-RPT: the policy that applies
         for plain_retry in (False, True):
             client = None
             try:
@@ -366,9 +415,11 @@ class Deliverer:
                 if (not client.tls and use_starttls and not plain_retry
                         and client.supports("STARTTLS")):
                     await client.starttls(context, host)
+                    if dane_auth:
+                        await self._dane_check(client, dane, host, ip, message)
                     await client.ehlo(self.settings.hostname)
-                if sts is not None and not plain_retry:
-                    sts.session(host, ip, client)           # TLS-RPT counts
+                if report is not None and not plain_retry:
+                    report.session(host, ip, client)        # TLS-RPT counts
                 if need_tls and not client.tls:
                     await client.quit()
                     raise _HostFailure(_local(451, "4.7.10", f"{host} [{ip}] does not offer "
@@ -388,8 +439,8 @@ class Deliverer:
             except SmtpError as exc:
                 if client is not None:
                     await client.quit()
-                if exc.stage == "tls" and sts is not None:
-                    sts.tls_failed(host, ip, exc.message)
+                if exc.stage == "tls" and report is not None:
+                    report.tls_failed(host, ip, exc.message)
                 if exc.stage == "tls" and not need_tls and not plain_retry \
                         and route.tls != "implicit":
                     log.info("TLS with %s [%s] failed (%s); retrying in clear text", host, ip,
@@ -407,6 +458,21 @@ class Deliverer:
                 raise _HostFailure(_local(code, status, f"{host} [{ip}]: {exc.message}"),
                                    requiretls=message.requiretls and exc.stage == "tls")
         raise AssertionError("unreachable")
+
+    async def _dane_check(self, client: SmtpClient, dane: Any, host: str, ip: str,
+                          message: QueuedMessage) -> None:
+        """Match the server's certificates against the TLSA records before anything else
+        goes over the session; a mismatch ends it (RFC 7672 2.2: next host or later)."""
+        from stalwart.mailauth.dane import DaneError
+
+        try:
+            matched = dane.check(client._writer.get_extra_info("ssl_object"))
+        except DaneError as exc:
+            dane.failed(host, ip, exc)
+            await client.quit()
+            raise _HostFailure(_local(451, "4.7.5", f"{host} [{ip}]: DANE: {exc}"),
+                               requiretls=message.requiretls) from None
+        log.info("queue %s: %s [%s]: DANE authenticated: %s", message.id, host, ip, matched)
 
     async def _transaction(self, client: SmtpClient, host: str, message: QueuedMessage,
                            data: bytes, rcpts: list[QueuedRecipient]) -> list[Outcome]:

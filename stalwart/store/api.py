@@ -378,12 +378,17 @@ class Store:
                           actor: int | None = None) -> list[dict]:
         """MULTIAPPEND: ``items`` of {"message": bytes, "received", "keywords",
         "thread_keys", "meta"}; every blob is written first, then one atomic commit.
+        An item may name a blob already written durably instead ({"blob": sha256,
+        "size": octets}, e.g. an IMAP literal streamed to ``blobs.writer()``).
         ``actor``: the account doing it, when not the owner (ACL checked, see set_acl)."""
         wire = []
         for item in items:
-            message = item["message"]
-            blob = await self.blobs.put_async(message)
-            wire.append({"blob": blob, "size": len(message), "received": item.get("received"),
+            if "message" in item:
+                message = item["message"]
+                blob, size = await self.blobs.put_async(message), len(message)
+            else:
+                blob, size = item["blob"], item["size"]
+            wire.append({"blob": blob, "size": size, "received": item.get("received"),
                          "keywords": list(item.get("keywords") or ()),
                          "thread_keys": item.get("thread_keys"), "meta": item.get("meta")})
         return await self._write_as(actor, mailbox, "append_many", account=account,

@@ -49,6 +49,8 @@ class WorkerContext:
     idle_exit: float | None = None                     # on-demand slot: leave when idle
     last_activity: float = field(default_factory=time.monotonic)
     idle_exited: bool = False                          # it left because it was idle
+    retiring: bool = False                             # replaced: no new connections
+    _retire_hooks: list = field(default_factory=list, repr=False)
     _heartbeat: Heartbeat | None = field(default=None, repr=False)
 
     @property
@@ -65,6 +67,8 @@ class WorkerContext:
             text = f"stalwart: {self.kind} worker {self.slot} [{self.connections} conns]"
         if self.shutdown.is_set():
             text += " (draining)"
+        elif self.retiring:
+            text += " (retiring)"
         return text
 
     @property
@@ -80,6 +84,23 @@ class WorkerContext:
         if self.connections > 0:
             self.connections -= 1
         self.last_activity = time.monotonic()
+
+    def on_retire(self, hook) -> None:
+        """``hook()`` stops accepting new connections (a reload replaced this worker);
+        a serve() that registers one keeps its open connections through a reload."""
+        self._retire_hooks.append(hook)
+
+    def retire(self) -> None:
+        """Stop accepting and leave once the open connections have ended (SIGUSR2). A
+        serve() without retire hooks cannot do that: it drains at once instead."""
+        if self.retiring or self.shutdown.is_set():
+            return
+        if not self._retire_hooks:
+            self.shutdown.set()
+            return
+        self.retiring = True
+        for hook in self._retire_hooks:
+            hook()
 
     def idle_for(self, now: float) -> float:
         """Seconds without any open connection (0 while one is open)."""

@@ -124,6 +124,9 @@ async def _beat(ctx: WorkerContext, master_pid: int, interval: float) -> None:
         if os.getppid() != master_pid and not ctx.shutdown.is_set():
             log.error("the master (pid %d) is gone: draining", master_pid)
             ctx.shutdown.set()
+        if ctx.retiring and not ctx.connections and not ctx.shutdown.is_set():
+            log.info("%s: replaced, and its last connection ended", ctx.label)
+            ctx.shutdown.set()
         if (ctx.idle_exit is not None and not ctx.shutdown.is_set()
                 and ctx.idle_for(time.monotonic()) >= ctx.idle_exit):
             log.info("%s: no connection for %.0fs: leaving until the next one", ctx.label,
@@ -147,6 +150,7 @@ async def _main(ctx: WorkerContext, serve: Callable[[Any], Awaitable[None]],
     ctx.shutdown = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, ctx.shutdown.set)
     loop.add_signal_handler(signal.SIGUSR1, stalwart_log.reopen)
+    loop.add_signal_handler(signal.SIGUSR2, ctx.retire)
     task = asyncio.ensure_future(serve(ctx))
     await asyncio.sleep(0)           # let serve start before the first beat says "serving"
     beats = asyncio.ensure_future(_beat(ctx, master_pid, interval))

@@ -28,6 +28,7 @@ import re
 import signal
 import smtplib
 import ssl
+import time
 import subprocess
 import sys
 import threading
@@ -187,7 +188,7 @@ def _certificate(directory: Path) -> None:
 class Mail:
     """The daemon under test with its sink; CLI, submission and mailbox reading."""
 
-    def __init__(self, daemon, sink: Sink) -> None:
+    def __init__(self, daemon, sink: Sink, poll: str = "200ms") -> None:
         self.daemon = daemon
         self.sink = sink
         self.submission = daemon.port()
@@ -197,7 +198,7 @@ class Mail:
             extra=f"""
 [queue]
 retry = ["1h"]
-poll-interval = "200ms"
+poll-interval = "{poll}"
 
 [queue.route.smarthost]
 type = "relay"
@@ -255,9 +256,9 @@ private-key = "%{{file:{daemon.root}/key.pem}}%"
 
 
 @pytest.fixture
-def mail(daemon):
+def mail(daemon, request):
     sink = Sink().start()
-    m = Mail(daemon, sink)
+    m = Mail(daemon, sink, poll=getattr(request, "param", "200ms"))
     daemon.start()
     m.cli("domain", "create", "example.org")
     m.cli("account", "create", "jane", "--email", "jane@example.org", "--password", "-",
@@ -354,3 +355,16 @@ def test_sigkill_of_the_queue_mid_delivery_loses_nothing(mail):
     wait_for(lambda: mail.queued() == [], timeout=10, message="an empty queue")
     assert len(mail.sink.messages) == 1
     assert _parse(mail.sink.messages[0].data)["Subject"] == "survivor"
+
+
+@pytest.mark.parametrize("mail", ["1h"], indirect=True)
+def test_a_queued_message_leaves_at_once_without_waiting_for_the_poll(mail):
+    """The SMTP worker wakes the queue process after committing the entry (QueueWaker):
+    with an hour between polls, the message still reaches the smarthost at once."""
+    time.sleep(1.0)          # the queue's first look at start is over: the next is in 1 h
+    started = time.monotonic()
+    mail.submit(["carol@remote.test"], "prompt")
+    wait_for(lambda: mail.sink.messages, timeout=20, message="the sink to receive the mail")
+    assert time.monotonic() - started < 15
+    assert mail.sink.messages[0].rcpt_to == ["carol@remote.test"]
+

@@ -220,21 +220,31 @@ def test_sighup_reloads_certificates_and_open_connections_stay_up(tls_daemon):
     smtp.cmd("Subject: across the reload\r\n\r\nsent on a pre-reload session\r\n.", "250")
     assert _fingerprint(smtp.sock) == old["default"]
     smtp.close()
-    # The IMAP session is ended cleanly by its draining worker (stalwart.protocols.imap
-    # says BYE to idle sessions when a worker drains, RFC 9051 7.1.5), not cut off; the
-    # client reconnects and gets the new certificate and the mail.
-    with pytest.raises(imaplib.IMAP4.abort, match="Server shutting down"):
-        imap.noop()
+    # The IMAP session opened before the reload stays up too, on its old worker (retired
+    # gently: no new connections, the open ones go on) and its old certificate, and it
+    # sees the message delivered after the reload.
+    assert imap.noop()[0] == "OK"
+    assert _fingerprint(imap.sock) == old["other"]
+    typ, count = imap.select("INBOX", readonly=True)
+    assert typ == "OK" and count == [b"1"]
+    _, fetched = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"across the reload" in fetched[0][1]
+    old_workers = [p for p in daemon.processes() if "(retiring)" in p.title]
+    assert [p.title.split()[1] for p in old_workers] == ["imap"], daemon.processes()
+    # A new client gets the new certificate (and the new worker).
     fresh = _imaps(ports["imaps"], "imap.other.test")
     try:
         assert _fingerprint(fresh.sock) == certs.fp["other"]
         fresh.login("jane", "jane-password")
         typ, count = fresh.select("INBOX", readonly=True)
         assert typ == "OK" and count == [b"1"]
-        _, fetched = fresh.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        assert b"across the reload" in fetched[0][1]
     finally:
         fresh.logout()
+    # Its last session gone, the old worker leaves on its own.
+    imap.logout()
+    daemon.wait_for(lambda: not any("(retiring)" in p.title for p in daemon.processes()),
+                    timeout=15, message="the retired imap worker to leave")
+    assert "replaced, and its last connection ended" in daemon.log()
 
 
 def test_a_reload_with_a_mismatched_key_keeps_the_running_certificates(tls_daemon):

@@ -49,3 +49,37 @@ def test_a_finished_attempt_starts_the_next_due_message_at_once():
     assert sorted(d for _, d in delivered) == [f"Subject: {i}\r\n\r\nbody\r\n".encode()
                                                for i in range(3)]
     assert delivered[-1][0] - start < 5.0         # not one message per 60 s poll
+
+
+def test_queue_waker_coalesces_a_burst_and_ignores_an_absent_queue(tmp_path):
+    """A burst of wake-ups makes at most two requests (one in flight, one after it), each
+    reaching the queue's wake(); with no queue process listening nothing fails."""
+    import asyncio as _asyncio
+
+    from stalwart.queue.control import ControlServer, QueueWaker
+
+    class FakeQueue:
+        wakes = 0
+
+        def wake(self) -> None:
+            self.wakes += 1
+
+    async def main() -> tuple[int, int, int]:
+        queue = FakeQueue()
+        server = ControlServer(queue, tmp_path / "queue.sock")
+        await server.start()
+        waker = QueueWaker(tmp_path / "queue.sock")
+        for _ in range(500):
+            waker()
+        while waker._task is not None and not waker._task.done():
+            await _asyncio.sleep(0.01)
+        await server.close()
+        absent = QueueWaker(tmp_path / "gone.sock")
+        absent()
+        await absent._task
+        return waker.requests, queue.wakes, absent.requests
+
+    requests, wakes, absent = _asyncio.run(main())
+    # Calls made before the first request starts are covered by it; calls made while it
+    # is in flight fold into one more.
+    assert 1 <= requests <= 2 and wakes == requests and absent == 1

@@ -54,3 +54,34 @@ def test_idle_worker_leaves_with_exit_idle_and_a_busy_one_stays(monkeypatch):
     assert asyncio.run(run(busy, busy=True)) == (process.EXIT_OK, False)
     eager = make()                                            # idle_exit None: never
     assert asyncio.run(run(eager, busy=False)) == (process.EXIT_OK, False)
+
+
+def test_retire_stops_accepting_and_leaves_when_the_last_connection_ends(monkeypatch):
+    """SIGUSR2 after a reload: the retire hooks run (stop accepting), open sessions go on,
+    and the worker loop ends serve() once none is left; without hooks it drains at once."""
+    monkeypatch.setattr(process, "_set_title", lambda title: None)
+    calls = []
+
+    async def serve(ctx):
+        ctx.on_retire(lambda: calls.append("stop accepting"))
+        await ctx.shutdown.wait()
+
+    async def run() -> tuple[int, list]:
+        ctx = make()
+        ctx.connection_opened()
+        main = asyncio.ensure_future(process._main(ctx, serve, master_pid=os.getppid(),
+                                                   interval=0.05))
+        await asyncio.sleep(0.1)
+        ctx.retire()
+        assert calls == ["stop accepting"] and ctx.retiring
+        assert "(retiring)" in ctx.title
+        await asyncio.sleep(0.3)
+        assert not main.done() and not ctx.shutdown.is_set()    # a session is still open
+        ctx.connection_closed()
+        return await asyncio.wait_for(main, 5), calls
+
+    assert asyncio.run(run()) == (process.EXIT_OK, ["stop accepting"])
+
+    bare = make()                                  # a serve() without hooks
+    bare.retire()
+    assert bare.shutdown.is_set() and not bare.retiring

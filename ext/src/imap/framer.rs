@@ -23,6 +23,11 @@
 //!   does not send it; a refused non-synchronizing one is read and dropped without being
 //!   stored (up to `max_discard`, else BYE: RFC 7888 section 4).
 //! - After any error the reader is at the start of the next command.
+//! - With `stream_append` on, the literals of APPEND are not collected at all: their
+//!   octets leave as `Event::LiteralData` chunks (each at most what was buffered) and the
+//!   command carries an empty literal in their place, so an APPEND of any size costs the
+//!   reader no more than one input burst; the caller spools the chunks (IMAP session:
+//!   a blob writer) and pairs them with the command's messages in order.
 //! - Work is linear in the octets fed: each octet is looked at for a line end once.
 
 use super::commands::{parse_command, tag_and_name};
@@ -106,6 +111,9 @@ pub struct Parser {
     pub limits: Limits,
     pub utf8: bool,
     pub mode: Mode,
+    /// Hand APPEND literals out as `Event::LiteralData` chunks instead of collecting them.
+    pub stream_append: bool,
+    streaming: bool,
     // line reader
     buf: Vec<u8>,
     head: usize,
@@ -147,6 +155,8 @@ impl Parser {
             limits,
             utf8,
             mode: Mode::Command,
+            stream_append: false,
+            streaming: false,
             buf: Vec::new(),
             head: 0,
             scanned: 0,
@@ -211,6 +221,7 @@ impl Parser {
         self.literal8 = false;
         self.literal_buf = Vec::new();
         self.skipping = false;
+        self.streaming = false;
     }
 
     fn consume(&mut self, n: usize) {
@@ -305,6 +316,17 @@ impl Parser {
                 let n = (self.buffered() as u64).min(self.literal_left) as usize;
                 if n == 0 {
                     return Ok(Event::NeedData);
+                }
+                if self.streaming {
+                    let chunk = self.buf[self.head..self.head + n].to_vec();
+                    self.consume(n);
+                    self.literal_left -= n as u64;
+                    let last = self.literal_left == 0;
+                    if last {
+                        self.streaming = false;
+                        self.literals.push((Vec::new(), self.literal8));
+                    }
+                    return Ok(Event::LiteralData(chunk, last));
                 }
                 // Grow by doubling, never past the announced size: memory follows the
                 // octets received (a client announcing 50 MB and sending 1 KB costs 1 KB)
@@ -454,6 +476,7 @@ impl Parser {
         self.size = total;
         self.literal_left = marker.size;
         self.literal8 = marker.binary;
+        self.streaming = self.stream_append && marker.size > 0 && name == "APPEND";
         if marker.size == 0 {
             self.literals.push((Vec::new(), marker.binary)); // nothing to wait for: complete already
         }

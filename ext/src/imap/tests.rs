@@ -309,3 +309,39 @@ fn literal_memory_follows_the_octets_received() {
     let Args::Append { messages, .. } = c.args else { panic!() };
     assert_eq!((messages[0].data.len(), messages[0].data.capacity()), (100_001, 100_001));
 }
+
+#[test]
+fn stream_append_hands_out_literal_chunks_and_an_empty_literal() {
+    let wire = b"a1 APPEND INBOX (\\Seen) {5}\r\nhello ~{3+}\r\nabc\r\na2 LOGIN {2+}\r\nme pw\r\n";
+    let whole_data: Vec<u8> = b"helloabc".to_vec();
+    for chunk in 1..9 {
+        let mut p = Parser::new(Limits::default(), false);
+        p.stream_append = true;
+        let (mut data, mut lasts, mut commands) = (Vec::new(), 0, Vec::new());
+        for piece in wire.chunks(chunk) {
+            p.receive_data(piece);
+            loop {
+                match p.next_event(&mut PlainHost, &mut DefaultLimit) {
+                    Ok(Event::NeedData) => break,
+                    Ok(Event::LiteralData(d, last)) => {
+                        assert!(d.len() <= chunk, "a chunk is at most what was fed");
+                        data.extend_from_slice(&d);
+                        lasts += last as usize;
+                    }
+                    Ok(Event::Continuation(..)) => {}
+                    Ok(Event::Command(c)) => commands.push(c),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert!(p.memory() < 64 * 1024);
+        }
+        assert_eq!((data.clone(), lasts), (whole_data.clone(), 2), "chunk size {chunk}");
+        let Args::Append { messages, .. } = &commands[0].args else { panic!() };
+        assert_eq!(messages.len(), 2);
+        assert!(messages.iter().all(|m| m.data.is_empty()));
+        assert!(messages[1].binary);
+        // Other commands' literals are still collected.
+        let Args::Login { username, .. } = &commands[1].args else { panic!() };
+        assert_eq!(username, "me");
+    }
+}

@@ -174,6 +174,10 @@ pub enum Event {
     Continuation(String, String, u64),
     IdleDone,
     SaslResponse(Vec<u8>),
+    /// Octets of an APPEND literal, handed out as they arrive when the reader streams
+    /// messages (`Parser::stream_append`); `true` on the literal's last chunk. The
+    /// command's literal is then empty: the caller spooled the octets.
+    LiteralData(Vec<u8>, bool),
     NeedData,
 }
 

@@ -10,4 +10,5 @@ from . import smtp  # noqa: F401
 from . import auth  # noqa: F401
 from . import dkim  # noqa: F401
 from . import mtasts  # noqa: F401  (MTA-STS, TLS reports)
+from . import dane  # noqa: F401  (DANE, RFC 7672)
 from . import imap  # noqa: F401

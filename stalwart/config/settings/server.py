@@ -110,6 +110,13 @@ declare("server.shutdown-timeout", Duration(), """
     after they stop accepting new ones; the master kills what is left after that.""",
     section="server", default="30s")
 
+declare("server.reload-drain-timeout", Duration(), """
+    After a reload (SIGHUP), how long a replaced protocol worker may keep serving the
+    connections it had open (it accepts no new ones: its successor does). An IMAP client
+    in IDLE stays connected through a reload; after this time the old worker drains like
+    on a stop (`server.shutdown-timeout`).""",
+    section="server", default="1h")
+
 declare("server.respawn-throttle", Duration(), """
     Delay before the master restarts a worker that exited unexpectedly. When a slot
     crashes again within a minute of being started, its delay doubles on each crash up

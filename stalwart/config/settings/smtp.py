@@ -156,7 +156,11 @@ declare("smtp.auth-penalty.max-delay", Duration(), """
 declare("smtp.auth-penalty.ban-after", Int(min=0, max=100_000), """
     Failed logins by one client address within `smtp.auth-penalty.window` that ban it for
     `smtp.auth-penalty.ban-time`: its connections are then answered `421 4.7.0` and
-    closed. `0`: never ban. Each failure is also logged on the line fail2ban matches.""",
+    closed. `0`: never ban. Each failure is also logged on the line fail2ban matches.
+    The `smtp.auth-penalty.*` settings and `smtp.limits.exempt` apply to IMAP and POP3
+    logins too, over the same counters: failures add up across protocols and one ban
+    covers them all (IMAP greets a banned client with `* BYE [UNAVAILABLE]`, POP3 with
+    `-ERR [SYS/TEMP]`).""",
     section="smtp", default=10)
 
 declare("smtp.auth-penalty.window", Duration(min=1.0), """

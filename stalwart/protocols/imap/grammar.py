@@ -16,6 +16,9 @@ What the native parser adds (and the reference cannot show, having the same even
   non-synchronizing literal is dropped as it arrives, never stored;
 - memory follows the octets received: a literal's buffer grows as its data arrives (never
   reserved from the announced size), and an idle parser gives back a burst's buffers;
+- with ``stream_append`` on, APPEND literals are not collected at all: their octets leave
+  as ``LiteralChunk`` events as they arrive (at most one input burst each), so a 50 MB
+  APPEND costs the reader no more than a 1 KB one;
 - the work is linear in the octets received (each octet is looked at for a line end
   once), and parsing a command costs well under a microsecond per argument
   (``python -m bench micro.imap_parser``: 9-14x the reference).
@@ -60,7 +63,7 @@ class Parser:
 
     COMMAND, IDLE, SASL = "command", "idle", "sasl"
 
-    __slots__ = ("limits", "_native", "receive_data", "next_event", "buffered",
+    __slots__ = ("limits", "_native", "receive_data", "next_event", "buffered", "memory",
                  "discard_buffer", "expect_idle_done", "expect_sasl", "expect_command",
                  "refuse_literal")
 
@@ -72,6 +75,7 @@ class Parser:
         self.receive_data = native.receive_data
         self.next_event = native.next_event
         self.buffered = native.buffered
+        self.memory = native.memory
         self.discard_buffer = native.discard_buffer
         self.expect_idle_done = native.expect_idle_done
         self.expect_sasl = native.expect_sasl
@@ -86,6 +90,17 @@ class Parser:
     @utf8.setter
     def utf8(self, value: bool) -> None:
         self._native.utf8 = value
+
+    @property
+    def stream_append(self) -> bool:
+        """APPEND literals leave as ``LiteralChunk`` events as they arrive, and the command
+        carries an empty literal in their place (off by default; the session turns it on
+        and spools the chunks, see ``commands/append.py``)."""
+        return self._native.stream_append
+
+    @stream_append.setter
+    def stream_append(self, value: bool) -> None:
+        self._native.stream_append = value
 
     @property
     def mode(self) -> str:

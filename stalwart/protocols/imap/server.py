@@ -10,6 +10,12 @@ idle connections must stay small) that drives one ``ImapSession`` per connection
   refused at start with an error in the log; the other listeners still serve.
 - **Plaintext authentication** (LOGIN, AUTH=PLAIN) needs TLS, except from a loopback
   address, which cannot be sniffed on the wire (Dovecot treats it the same way).
+- **Failed logins and bans** are shared with SMTP and POP3: the worker maps the daemon's
+  limit table (``stalwart.limits.open_shared_table``, the same file and the same
+  ``smtp.auth-penalty.*`` / ``smtp.limits.exempt`` settings as SMTP), so failures of one
+  address add up over every protocol and process, and a ban covers them all. A banned
+  address gets ``* BYE [UNAVAILABLE]`` as its greeting and is closed; the delays and the
+  ban on a failing connection are in ``commands/login.py``.
 - **One runner per connection.** Input is fed to the session as it arrives; a single task
   runs the commands one at a time (``session.step()``) and writes each command's
   responses before the next one starts. Store change events only set a flag and wake the
@@ -111,11 +117,18 @@ class ImapConnection(asyncio.Protocol):
             server.store, tls_active=self.implicit_tls,
             tls_available=server.tls_context is not None,
             allow_plain_without_tls=_is_loopback(self.remote_ip),
-            limits=server.limits, server_name=server.server_name, remote_ip=self.remote_ip)
+            limits=server.limits, server_name=server.server_name, remote_ip=self.remote_ip,
+            penalty=server.penalty)
         self.session.on_wakeup = self._wake
         server.opened(self)
         if server.draining:
             transport.write(b"* BYE Server shutting down\r\n")
+            transport.close()
+            return
+        if server.penalty is not None and server.penalty.banned(self.remote_ip) > 0:
+            log.info("imap connection from %s refused: banned", self.remote_ip)
+            transport.write(f"* BYE [UNAVAILABLE] Too many failed logins from "
+                            f"{self.remote_ip}, try again later\r\n".encode())
             transport.close()
             return
         transport.write(self.session.greeting())
@@ -284,8 +297,10 @@ class ImapServer:
 
     def __init__(self, store: Any, *, tls_context: ssl.SSLContext | None = None,
                  limits: Any = None, server_name: str = "Stalwart",
-                 preauth_timeout: float = PREAUTH_TIMEOUT, ctx: Any = None) -> None:
+                 preauth_timeout: float = PREAUTH_TIMEOUT, ctx: Any = None,
+                 penalty: Any = None) -> None:
         self.store = store
+        self.penalty = penalty          # stalwart.limits.ClientLimits (failed logins, bans)
         self.tls_context = tls_context
         self.limits = limits
         self.server_name = server_name
@@ -342,6 +357,41 @@ def limits_from_config(config: Any):
     return Limits(max_append=append, max_append_total=max(default.max_append_total, append))
 
 
+class _Defaults:
+    """``config`` with the declared default for a setting it does not know (a partial
+    config object built by an embedding program or a test harness)."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+        self.run_dir = config.run_dir
+
+    def get(self, key: str) -> Any:
+        try:
+            return self._config.get(key)
+        except KeyError:
+            import stalwart.config.settings  # noqa: F401  (the declarations)
+            from stalwart.config.keys import parse_key
+            from stalwart.config.registry import REGISTRY
+
+            found = REGISTRY.find(parse_key(key))
+            if found is None:
+                raise
+            setting, params = found
+            return setting.default_value(params)
+
+
+def penalty_from_config(config: Any, name: str = "imap"):
+    """The failed-login policy over this worker's mapping of the table SMTP uses: the same
+    file and settings (``smtp.auth-penalty.*``, ``smtp.limits.exempt``), so one ban covers
+    every protocol. Only its failure counts and bans are used here."""
+    from stalwart.protocols.smtp.server import client_limits, open_table
+
+    config = _Defaults(config)
+    penalty = client_limits(config, open_table(config))
+    penalty.name = name
+    return penalty
+
+
 def tls_context_for(config: Any) -> ssl.SSLContext | None:
     if not getattr(config, "certificates", None):
         return None
@@ -358,7 +408,8 @@ async def serve(ctx: Any) -> None:
     store = await Store.open(config, subscribe=True)
     try:
         server = ImapServer(store, tls_context=tls_context_for(config), ctx=ctx,
-                            limits=limits_from_config(config))
+                            limits=limits_from_config(config),
+                            penalty=penalty_from_config(config))
         for listener, sock in ctx.sockets:
             if listener.protocol != "imap":
                 continue
@@ -367,6 +418,9 @@ async def serve(ctx: Any) -> None:
                           "it is not served", listener.id)
                 continue
             await server.listen(sock, implicit_tls=listener.tls_implicit)
+        # Replaced by a reload: stop accepting, keep the open sessions (ctx.retire).
+        if hasattr(ctx, "on_retire"):
+            ctx.on_retire(lambda: [s.close() for s in server.servers])
         await ctx.shutdown.wait()
         await server.drain(_seconds(config.get("server.shutdown-timeout")))
     finally:

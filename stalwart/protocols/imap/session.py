@@ -29,10 +29,19 @@ A command in the wrong state gets BAD. Rules enforced here for every command:
   exception is answered ``NO [SERVERBUG]`` and logged, never a dropped connection.
 - Bytes pipelined behind STARTTLS are discarded, not executed (CVE-2011-0411 class).
 - Before authentication literals are limited to ``PREAUTH_LITERAL`` octets.
+- APPEND literals are streamed (``Parser.stream_append``): each chunk goes to a spool (a
+  blob writer, ``commands/append.Spool``) as it arrives, so an APPEND of any size holds
+  one input burst in memory; the spools of a command are handed to APPEND in order, and
+  whatever a command did not commit (an error, a refused command, a client gone
+  mid-literal: ``close()``) is deleted.
+- ``penalty`` (a ``stalwart.limits.ClientLimits``, optional): failed logins counted per
+  client address across processes and protocols, delays and bans (``commands/login.py``);
+  ``sleep`` is the delay's awaitable (injectable for tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from enum import Enum
 from typing import Callable
@@ -43,7 +52,7 @@ from . import encode
 from .grammar import Limits, Parser
 from .message import ImapMessage
 from .selected import SelectedMailbox
-from .types import Command, Continuation, IdleDone, ImapError, SaslResponse
+from .types import Command, Continuation, IdleDone, ImapError, LiteralChunk, SaslResponse
 
 log = logging.getLogger("stalwart.imap")
 
@@ -91,7 +100,8 @@ STORE_CODES = {"not_found": "NONEXISTENT", "exists": "ALREADYEXISTS", "in_use": 
 class ImapSession:
     def __init__(self, store, *, tls_active: bool = False, tls_available: bool = True,
                  allow_plain_without_tls: bool = False, limits: Limits | None = None,
-                 server_name: str = "Stalwart", remote_ip: str = "") -> None:
+                 server_name: str = "Stalwart", remote_ip: str = "",
+                 penalty=None) -> None:
         self.store = store
         self.remote_ip = remote_ip
         self.tls_active = tls_active
@@ -100,6 +110,11 @@ class ImapSession:
         self.limits = limits or Limits()
         self.server_name = server_name
         self.parser = Parser(self.limits, literal_limit=self._literal_limit)
+        self.parser.stream_append = True
+        self.penalty = penalty                # failed-login delays and bans (login.py)
+        self.sleep = asyncio.sleep
+        self.spools: list = []                # APPEND literals of the current command
+        self._spool = None                    # the one being received
         self.state = State.NOT_AUTHENTICATED
         self.account: dict | None = None
         self.selected: SelectedMailbox | None = None
@@ -168,7 +183,27 @@ class ImapSession:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self.drop_spools()
         self.closed = True
+
+    def drop_spools(self) -> None:
+        """Delete the APPEND literals not committed (the command ended or failed, or the
+        connection is gone in the middle of one)."""
+        if self._spool is not None:
+            self._spool.abort()
+            self._spool = None
+        for spool in self.spools:
+            spool.abort()
+        self.spools.clear()
+
+    def _literal_chunk(self, event: LiteralChunk) -> None:
+        from .commands.append import Spool
+        if self._spool is None:
+            self._spool = Spool(self.store)
+        self._spool.write(event.data)
+        if event.last:
+            self.spools.append(self._spool)
+            self._spool = None
 
     async def process(self) -> None:
         """Run every complete command buffered so far, writing the responses."""
@@ -189,6 +224,7 @@ class ImapSession:
         try:
             event = self.parser.next_event()
         except ImapError as exc:
+            self.drop_spools()
             self.write(exc.response())
             if exc.close:
                 self.close()
@@ -202,14 +238,20 @@ class ImapSession:
                     self.parser.receive_data(self.compression.inflate(b""))
                     return True
             return False
-        if isinstance(event, Continuation):
+        if isinstance(event, LiteralChunk):
+            self._literal_chunk(event)
+        elif isinstance(event, Continuation):
             self._continuation(event)
         elif isinstance(event, SaslResponse):
             await authenticate.respond(self, event.data)
         elif isinstance(event, IdleDone):
             await self._end_idle()
         elif isinstance(event, Command):
-            await self.dispatch(event)
+            try:
+                await self.dispatch(event)
+            finally:
+                if self.spools or self._spool is not None:
+                    self.drop_spools()
         return not self.closed and not self.want_starttls
 
     def bye(self, text: str) -> None:

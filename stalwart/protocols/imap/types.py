@@ -28,7 +28,7 @@ from typing import Any, Iterator
 from ..base import RemoteProtocolError
 
 __all__ = [
-    "ImapError", "Command", "Continuation", "IdleDone", "SaslResponse", "SequenceSet",
+    "ImapError", "Command", "Continuation", "LiteralChunk", "IdleDone", "SaslResponse", "SequenceSet",
     "Section", "FetchItem", "Login", "Authenticate", "Mailbox", "Rename", "Create",
     "Select", "Qresync", "ListCmd", "Lsub", "Status", "AppendMessage", "Append", "Search",
     "Fetch", "Store", "CopyMove", "Expunge", "Enable", "Id", "Sort", "Thread", "Replace",
@@ -85,6 +85,14 @@ class Continuation:
     tag: str
     name: str
     size: int
+
+
+@dataclass(frozen=True)
+class LiteralChunk:
+    """Octets of an APPEND literal, streamed (``Parser.stream_append``); ``last`` on the
+    literal's final chunk. The command that follows carries an empty literal in its place."""
+    data: bytes
+    last: bool
 
 
 @dataclass(frozen=True)

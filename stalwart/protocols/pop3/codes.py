@@ -133,6 +133,9 @@ AUTH_CANCELLED = err("Authentication cancelled")                  # RFC 5034 4 "
 AUTH_BAD_BASE64 = err("Invalid base64 data", AUTH)                # RFC 5034 4
 AUTH_UNKNOWN_MECHANISM = err("Unsupported authentication mechanism")
 AUTH_TEMP = err("Authentication service unavailable, try again later", SYS_TEMP)
+#: The client address is banned after repeated failed logins (stalwart.limits): at the
+#: greeting, or when a session of it tries again; the connection is then closed.
+BANNED = err("Too many failed logins from this address, try again later", SYS_TEMP)
 MAILDROP_TEMP = err("Maildrop unavailable, try again later", SYS_TEMP)
 STLS_ACTIVE = err("TLS already active")                           # RFC 2595 4
 STLS_UNAVAILABLE = err("TLS not available")

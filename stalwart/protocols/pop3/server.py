@@ -10,6 +10,9 @@ For each of ``ctx.sockets`` whose listener protocol is pop3, an asyncio server w
   implicit-TLS listener without certificates is not served (an error in the log); the
   other listeners still are.
 - Plain-text logins (USER/PASS, PLAIN, LOGIN) need TLS, except from a loopback peer.
+- Failed logins and bans: shared with SMTP and IMAP (the same limit table and the same
+  ``smtp.auth-penalty.*`` / ``smtp.limits.exempt`` settings, see
+  ``stalwart.protocols.imap.server.penalty_from_config``): one ban covers every protocol.
 - The store: ``Store.open(ctx.config)`` (IPC to the store process for the expunge at
   QUIT, this process's RocksDB secondary for reads and message content).
 
@@ -60,6 +63,8 @@ async def serve(ctx: Any) -> None:
         tls_context = tls_context_for(config)
         services = StoreServices(store)
         pop_config = Pop3Config(hostname=str(config.get("server.hostname")))
+        from stalwart.protocols.imap.server import penalty_from_config
+        limits = penalty_from_config(config, "pop3")
         for listener, sock in ctx.sockets:
             if listener.protocol != "pop3":
                 continue
@@ -68,11 +73,15 @@ async def serve(ctx: Any) -> None:
                           "it is not served", listener.id)
                 continue
             handler = Pop3Handler(pop_config, services, tls_context=tls_context,
-                                  implicit_tls=listener.tls_implicit, ctx=ctx)
+                                  implicit_tls=listener.tls_implicit, ctx=ctx,
+                                  limits=limits, auth_delay=limits.auth.delay)
             handlers.append(handler)
             servers.append(await asyncio.start_server(
                 handler, sock=sock, ssl=tls_context if listener.tls_implicit else None,
                 ssl_handshake_timeout=30.0 if listener.tls_implicit else None))
+        # Replaced by a reload: stop accepting, keep the open sessions (ctx.retire).
+        if hasattr(ctx, "on_retire"):
+            ctx.on_retire(lambda: [s.close() for s in servers])
         await ctx.shutdown.wait()
     finally:
         for server in servers:

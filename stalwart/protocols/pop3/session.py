@@ -22,8 +22,15 @@ Invariants
   ``-ERR [SYS/TEMP] Server shutting down`` at once; one in the middle of a command gets it
   when the command is done (a RETR in flight completes). No UPDATE: a client that did
   not QUIT keeps its messages.
-- Each failed login is logged on the stable fail2ban line (``stalwart.log.auth_failure``)
-  and answered after ``auth_delay`` seconds times the session's failure count.
+- Each failed login is logged on the stable fail2ban line (``stalwart.log.auth_failure``).
+  Without ``limits`` (or from an exempt address) it is answered after ``auth_delay``
+  seconds times the session's failure count. With ``limits`` (a
+  ``stalwart.limits.ClientLimits`` over the table SMTP and IMAP share) it is counted per
+  client address across processes and protocols: from the penalty's ``delay_after``-th
+  failure the -ERR waits a growing delay, and the ``ban_after``-th bans the address.
+  A banned address is greeted with ``-ERR [SYS/TEMP]`` (``codes.BANNED``) and closed; a
+  session of it that tries to log in (opened before the ban) gets the same as the answer
+  to that command and is closed, its credentials unchecked.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from typing import Any
 from stalwart import log as stalwart_log
 from stalwart.protocols.base import NEED_DATA
 
-from .events import CLOSE, SEND, AuthOutcome, Session, StartTls
+from . import codes
+from .events import CLOSE, SEND, Authenticate, AuthOutcome, Session, StartTls
 from .machine import Pop3Config, Pop3Machine
 
 log = logging.getLogger("stalwart.pop3")
@@ -66,7 +74,7 @@ class Pop3Handler:
     def __init__(self, config: Pop3Config, services: Any, *,
                  tls_context: ssl.SSLContext | None = None, implicit_tls: bool = False,
                  idle_timeout: float = IDLE_TIMEOUT, auth_delay: float = 1.0,
-                 ctx: Any = None) -> None:
+                 ctx: Any = None, limits: Any = None) -> None:
         if tls_context is None and config.starttls:
             config = dataclasses.replace(config, starttls=False)
         self.config = config
@@ -76,6 +84,7 @@ class Pop3Handler:
         self.idle_timeout = idle_timeout
         self.auth_delay = auth_delay
         self.ctx = ctx
+        self.limits = limits
         self.connections: set[asyncio.Task] = set()
         self.machines: set[Pop3Machine] = set()
         self.draining = False
@@ -89,6 +98,13 @@ class Pop3Handler:
         if self.ctx is not None:
             self.ctx.connection_opened()
         try:
+            peer = writer.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            if self.limits is not None and self.limits.banned(ip) > 0:
+                log.info("pop3 connection from %s refused: banned", ip)
+                writer.write(codes.BANNED.to_bytes())
+                await writer.drain()
+                return
             await self.run(reader, writer)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError) as exc:
             log.debug("pop3 connection ended: %s", exc)
@@ -163,11 +179,33 @@ class Pop3Handler:
                 m.answer(True)
             elif isinstance(event, AuthOutcome):
                 if not event.success and event.reason != "cancelled by the client":
-                    stalwart_log.auth_failure("pop3", event.session.remote_ip or "-",
-                                              event.authcid or "-", event.reason)
-                    await asyncio.sleep(self.auth_delay * event.failures)
+                    await self._auth_failed(m, event)
+            elif isinstance(event, Authenticate) and self.limits is not None and \
+                    self.limits.banned(event.session.remote_ip) > 0:
+                # Banned meanwhile (by this connection or another): no more guesses, the
+                # credentials are not checked; the -ERR answers the command, then close.
+                await self._flush(m, writer)
+                writer.write(codes.BANNED.to_bytes())
+                await writer.drain()
+                return
             else:
                 m.answer(await self.services.answer(event))
+
+    async def _auth_failed(self, m: Pop3Machine, event: AuthOutcome) -> None:
+        ip = event.session.remote_ip
+        stalwart_log.auth_failure("pop3", ip or "-", event.authcid or "-", event.reason)
+        limits = self.limits
+        if limits is None or limits.is_exempt(ip):
+            await asyncio.sleep(self.auth_delay * event.failures)
+            return
+        delay, banned = limits.auth_failed(ip)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if banned:
+            log.warning("pop3: %s banned for %ds after repeated failed logins", ip,
+                        int(limits.auth.ban_time))
+        if banned or limits.banned(ip) > 0:
+            m.shutdown(codes.BANNED)
 
     @staticmethod
     async def _flush(m: Pop3Machine, writer: asyncio.StreamWriter) -> None:

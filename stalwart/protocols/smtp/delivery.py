@@ -151,6 +151,9 @@ class LocalDelivery:
         #: ``stalwart.mailauth.inbound.InboundAuth``: SPF/DKIM/DMARC for mail from
         #: clients that did not authenticate (None: no checks).
         self.inbound = inbound
+        #: Called after a queue entry is committed (``stalwart.queue.control.QueueWaker``):
+        #: the queue process starts its first attempt at once rather than at its next poll.
+        self.wake_queue: Any = None
 
     @property
     def has_queue(self) -> bool:
@@ -233,6 +236,8 @@ class LocalDelivery:
                             queue_id, len(handed), exc)
                 return [codes.TEMP_DELIVERY] * len(rcpts)
             log.info("smtp %s: queued as %s for %d recipient(s)", queue_id, qid, len(handed))
+            if self.wake_queue is not None:
+                self.wake_queue()
             for i in handed:
                 replies[i] = accepted
         return [r if r is not None else codes.TEMP_DELIVERY for r in replies]

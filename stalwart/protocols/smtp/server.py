@@ -131,6 +131,8 @@ async def serve(ctx: Any) -> None:
 
         tls_context = server_context(config.certificates, alpn=())
     settings = SmtpSettings.from_config(config)
+    from stalwart.queue.control import SOCKET_NAME, QueueWaker
+    waker = QueueWaker(config.run_dir / SOCKET_NAME)
     from stalwart.mailauth.inbound import InboundAuth
     inbound = InboundAuth.from_config(config)
     table = open_table(config)
@@ -142,12 +144,16 @@ async def serve(ctx: Any) -> None:
                 continue
             handler = build_handler(listener, hostname, store, tls_context, settings, limits)
             handler.delivery.inbound = inbound      # SPF/DKIM/DMARC (stalwart.mailauth)
+            handler.delivery.wake_queue = waker     # first attempt without waiting a poll
             handler.on_open = ctx.connection_opened
             handler.on_close = ctx.connection_closed
             handlers.append(handler)
             servers.append(await asyncio.start_server(
                 handler, sock=sock,
                 ssl=tls_context if listener.tls_implicit else None))
+        # Replaced by a reload: stop accepting, keep the open sessions (ctx.retire).
+        if hasattr(ctx, "on_retire"):
+            ctx.on_retire(lambda: [s.close() for s in servers])
         await ctx.shutdown.wait()
     finally:
         for server in servers:

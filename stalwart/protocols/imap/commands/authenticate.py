@@ -19,7 +19,7 @@ import binascii
 from ....sasl import Challenge, Failure, LookupCredentials, Success, VerifyPassword, \
     is_plaintext, server_mechanism
 from ..session import Bad, No
-from .login import fail
+from .login import fail, refuse_banned
 
 OFFERED = ("SCRAM-SHA-256", "PLAIN")
 
@@ -31,6 +31,8 @@ async def run(s, cmd):
         raise No(f"Unsupported authentication mechanism {mech_name}", "CANNOT")
     if is_plaintext(mech_name) and not s.plaintext_allowed():
         raise No("Plaintext authentication needs TLS", "PRIVACYREQUIRED")
+    if refuse_banned(s, cmd.tag):
+        return None
     initial = None
     if cmd.args.initial is not None:
         initial = _b64(cmd.args.initial)
@@ -124,5 +126,5 @@ async def _advance(s, step) -> None:
             if step.malformed:
                 s.tagged(cmd.tag, "BAD", "Malformed SASL message")
             else:
-                fail(s, cmd.tag, step.authcid)
+                await fail(s, cmd.tag, step.authcid)
         return
