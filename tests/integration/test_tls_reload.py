@@ -229,8 +229,10 @@ def test_sighup_reloads_certificates_and_open_connections_stay_up(tls_daemon):
     assert typ == "OK" and count == [b"1"]
     _, fetched = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     assert b"across the reload" in fetched[0][1]
-    old_workers = [p for p in daemon.processes() if "(retiring)" in p.title]
-    assert [p.title.split()[1] for p in old_workers] == ["imap"], daemon.processes()
+    # The master retires it once its successor is up; its title says so within a beat.
+    daemon.wait_for(lambda: [p.title.split()[1] for p in daemon.processes()
+                             if "(retiring)" in p.title] == ["imap"],
+                    timeout=15, message="the old imap worker to be retiring")
     # A new client gets the new certificate (and the new worker).
     fresh = _imaps(ports["imaps"], "imap.other.test")
     try:

@@ -31,19 +31,29 @@ _SYSTEM_KEYWORDS = frozenset({"$seen", "$answered", "$flagged", "$draft", "$dele
 
 
 class _Snapshot:
-    """What SELECT needs of one mailbox (UIDs, email ids, flags), shared by the sessions of
-    this process and brought up to date from the change log rather than read again: a
-    SELECT of a 10,000-message mailbox read every email record (msgpack) each time, which
+    """What SELECT, SEARCH and FETCH need of one mailbox (UIDs, email ids, flags, received
+    dates and sizes), shared by the sessions of this process and brought up to date from
+    the change log rather than read again: a SELECT of a 10,000-message mailbox read every
+    email record (msgpack) each time, and so did every SEARCH whatever its key, which
     dominated the mixed benchmark (bench/macro/imap_mixed.py) with 100 clients.
 
-    Invariant: the fields describe the mailbox at modseq ``record["hms"]``. Views share the
-    containers (an idle session costs no copy of them) and copy them before their first
-    change (``SelectedMailbox._own``); so the snapshot never changes them in place either:
-    ``catch_up`` replaces them."""
+    Invariants: ``uids``, ``eids``, ``flags``, ``keywords`` and ``uid_of`` describe the
+    mailbox at modseq ``record["hms"]``. Views share these containers (an idle session
+    costs no copy of them) and copy them before their first change
+    (``SelectedMailbox._own``); so while a view may hold them (``lent``) the snapshot never
+    changes them in place either: ``catch_up`` replaces them, and changes the fresh copies
+    in place until a view takes them again. ``info`` maps email id -> (received, size),
+    which never change for an email: it only grows (filled as records are read, by
+    ``SelectedMailbox.fill_info`` for the rest), is never lent, and may hold ids that left
+    the mailbox (dropped when the snapshot is read afresh). Two indexes for SEARCH, built
+    on first use and never lent either: ``_by_keyword`` (keyword -> UIDs that have it,
+    kept up to date by ``catch_up``) and ``_by_received`` (UIDs ordered by received date,
+    dropped when messages come or go)."""
 
-    __slots__ = ("record", "uids", "eids", "flags", "keywords", "uid_of")
+    __slots__ = ("record", "uids", "eids", "flags", "keywords", "uid_of", "info", "lent",
+                 "info_full", "_by_keyword", "_by_received", "_uid_set")
 
-    def __init__(self, record: dict, rows: list) -> None:
+    def __init__(self, record: dict, rows: list, info: dict | None = None) -> None:
         self.record = record
         self.uids = [row[0] for row in rows]
         self.eids = {uid: eid for uid, eid, _, _ in rows}
@@ -52,6 +62,39 @@ class _Snapshot:
         self.keywords = set()
         for kw, _ in self.flags.values():
             self.keywords |= kw - _SYSTEM_KEYWORDS
+        uid_of = self.uid_of
+        self.info: dict[int, tuple[int, int]] = \
+            {e: v for e, v in info.items() if e in uid_of} if info else {}
+        self.lent = False
+        self.info_full = False   # info has every UID's email (catch_up adds the new ones)
+        self._by_keyword: dict[str, set[int]] = {}
+        self._by_received: tuple[list[int], list[int]] | None = None
+        self._uid_set: frozenset[int] | None = None
+
+    def uid_set(self) -> frozenset[int]:
+        """The UIDs as a set (SEARCH's starting candidates)."""
+        if self._uid_set is None:
+            self._uid_set = frozenset(self.uids)
+        return self._uid_set
+
+    def with_keyword(self, keyword: str) -> set[int]:
+        """The UIDs whose keywords include ``keyword`` (do not change the set)."""
+        found = self._by_keyword.get(keyword)
+        if found is None:
+            found = self._by_keyword[keyword] = \
+                {uid for uid, (kw, _) in self.flags.items() if keyword in kw}
+        return found
+
+    def received_between(self, lo: int | None, hi: int | None) -> list[int]:
+        """The UIDs received in [lo, hi) (None: unbounded) among those ``info`` knows."""
+        if self._by_received is None:
+            info, eids = self.info, self.eids
+            rows = sorted((info[eids[u]][0], u) for u in self.uids if eids[u] in info)
+            self._by_received = ([t for t, _ in rows], [u for _, u in rows])
+        times, uids = self._by_received
+        a = 0 if lo is None else bisect_left(times, lo)
+        b = len(times) if hi is None else bisect_left(times, hi)
+        return uids[a:b]
 
     def catch_up(self, store, account: int, record: dict) -> bool:
         """Apply the changes after ``self.record["hms"]`` up to ``record``; False when a
@@ -67,10 +110,11 @@ class _Snapshot:
         changed = set(changes["updated"]) | set(changes["created"])
         if len(changed) + len(gone) > max(256, len(self.uids) // 4):
             return False
-        if changed or gone or new:
+        if (changed or gone or new) and self.lent:
             # Views share these containers (copy on write): never change them in place.
             self.uids, self.eids, self.flags = list(self.uids), dict(self.eids), dict(self.flags)
             self.keywords, self.uid_of = set(self.keywords), dict(self.uid_of)
+            self.lent = False
         if gone:
             dead = {u for u in gone if u in self.eids}
             if dead:
@@ -78,6 +122,11 @@ class _Snapshot:
                 for uid in dead:
                     self.uid_of.pop(self.eids.pop(uid), None)
                     self.flags.pop(uid, None)
+                for having in self._by_keyword.values():
+                    having -= dead
+                self._by_received = self._uid_set = None
+        if new:
+            self._by_received = self._uid_set = None
         for uid, eid in new:
             self.uids.append(uid)
             self.eids[uid] = eid
@@ -93,6 +142,12 @@ class _Snapshot:
             kw = frozenset(email["kw"])
             self.flags[uid] = (kw, email["modseq"])
             self.keywords |= kw - _SYSTEM_KEYWORDS
+            self.info[eid] = (email["received"], email["size"])
+            for keyword, having in self._by_keyword.items():
+                if keyword in kw:
+                    having.add(uid)
+                else:
+                    having.discard(uid)
         self.record = record
         return True
 
@@ -119,7 +174,8 @@ def _snapshot(store, account: int, mbox: int) -> _Snapshot | None:
             (snap.record["hms"] == record["hms"] or snap.catch_up(store, account, record)):
         cache[key] = snap   # most recently used last
         return snap
-    snap = _Snapshot(record, store.mailbox_messages(account, mbox))
+    snap = _Snapshot(record, store.mailbox_messages(account, mbox),
+                     snap.info if snap is not None else None)
     if len(cache) >= SNAPSHOT_CACHE:
         cache.pop(next(iter(cache)))
     cache[key] = snap
@@ -140,8 +196,12 @@ class SelectedMailbox:
         self.uidvalidity = record["uidvalidity"]
         self.uidnext = record["uidnext"]
         self.known_modseq = record["hms"]
-        self._shared = snap is not None   # containers shared with the snapshot until _own()
+        # Containers shared with the snapshot: uids/eids until _own(), flags/keywords until
+        # _own_flags(); _touched: the UIDs whose flags this view changed since its copy.
+        self._shared = self._shared_flags = snap is not None
+        self._touched: set[int] | None = None   # a set once the flags are this view's own
         if snap is not None:
+            snap.lent = True
             self.uids: list[int] = snap.uids
             self.eids: dict[int, int] = snap.eids
             self.flags: dict[int, tuple[frozenset, int]] = snap.flags
@@ -156,11 +216,18 @@ class SelectedMailbox:
         self._recent_told = 0
 
     def _own(self) -> None:
-        """Copy the containers shared with the mailbox snapshot before changing them."""
+        """Copy the UIDs shared with the mailbox snapshot before changing them."""
         if self._shared:
             self.uids, self.eids = list(self.uids), dict(self.eids)
-            self.flags, self.keywords = dict(self.flags), set(self.keywords)
             self._shared = False
+
+    def _own_flags(self) -> None:
+        """Copy the flags shared with the mailbox snapshot before changing them (a flag
+        change, the common case, leaves the UIDs shared)."""
+        if self._shared_flags:
+            self.flags, self.keywords = dict(self.flags), set(self.keywords)
+            self._shared_flags = False
+            self._touched = set()
 
     def _cache(self, uid: int, email: dict) -> bool:
         """Record a message's flags; True if they differ from what was cached."""
@@ -169,10 +236,69 @@ class SelectedMailbox:
         entry = (kw, email["modseq"])
         if old == entry:
             return False
-        self._own()
+        self._own_flags()
         self.flags[uid] = entry
+        if self._touched is not None:
+            self._touched.add(uid)
         self.keywords |= kw - _SYSTEM_KEYWORDS
         return True
+
+    # ------------------------------------------------------------------ present state
+    def current(self) -> _Snapshot | None:
+        """The process-wide snapshot of this mailbox brought up to the store's present
+        state (from the change log; cheap when little changed), or None when the mailbox
+        is gone or was recreated (another UIDVALIDITY: its UIDs are other messages).
+
+        What SEARCH and FETCH read instead of every email record: ``flags[uid]`` is
+        (keywords, modseq) now, for the UIDs still in the mailbox (a UID of this view
+        missing there was removed and not reported yet); ``info[eid]`` (received, size)
+        once ``fill_info`` ran for it. ``self.flags`` by contrast is what the client was
+        told, which the next ``sync`` compares with the store."""
+        snap = _snapshot(self.store, self.account, self.id)
+        if snap is None or snap.record["uidvalidity"] != self.uidvalidity:
+            return None
+        return snap
+
+    def fill_info(self, snap: _Snapshot, uids) -> None:
+        """Make sure ``snap.info`` knows the received date and size of ``uids`` (the UIDs
+        of this view that ``snap`` has); reads only the records it lacks (once per
+        process and email: they never change)."""
+        info, eids, flags = snap.info, self.eids, snap.flags
+        missing = [eids[u] for u in uids if u in flags and eids[u] not in info]
+        for eid in missing:
+            email = self.store.get_email(self.account, eid)
+            if email is not None:
+                info[eid] = (email["received"], email["size"])
+        if missing:
+            snap._by_received = None
+
+    def records(self, uids) -> dict[int, dict]:
+        """{uid: {"kw", "modseq", "received", "size"}} of ``uids`` as the store has them
+        now, leaving out the messages that are gone. From the snapshot (``current``);
+        the store is read only for what it lacks: a message removed from the mailbox
+        but not reported yet (its record as it is, if any) or a size not seen yet."""
+        snap = self.current()
+        out: dict[int, dict] = {}
+        if snap is None:
+            for uid in uids:
+                email = self.store.get_email(self.account, self.eids[uid])
+                if email is not None:
+                    out[uid] = email
+            return out
+        self.fill_info(snap, uids)
+        flags, info, eids = snap.flags, snap.info, self.eids
+        for uid in uids:
+            state = flags.get(uid)
+            eid = eids[uid]
+            meta = info.get(eid) if state is not None else None
+            if meta is None:
+                email = self.store.get_email(self.account, eid)
+                if email is not None:
+                    out[uid] = email
+                continue
+            out[uid] = {"kw": state[0], "modseq": state[1], "received": meta[0],
+                        "size": meta[1]}
+        return out
 
     # ------------------------------------------------------------------ numbering
     def __len__(self) -> int:
@@ -230,8 +356,9 @@ class SelectedMailbox:
             try:
                 changes = self.store.changes_since(self.account, "Email", self.known_modseq)
                 changed_eids = set(changes["updated"]) | set(changes["created"])
-                gone = set(self.store.vanished_since(self.account, self.id,
-                                                     self.known_modseq)) & set(self.eids)
+                eids = self.eids
+                gone = {u for u in self.store.vanished_since(self.account, self.id,
+                                                             self.known_modseq) if u in eids}
                 current = dict(self.store.mailbox_uids_after(self.account, self.id, last))
             except StoreError:
                 current = dict(self.store.mailbox_uids(self.account, self.id))
@@ -243,11 +370,9 @@ class SelectedMailbox:
         new = [u for u in sorted(current) if u not in self.eids and (not self.uids or u > self.uids[-1])]
         before_keywords = set(self.keywords)
         flag_updates: list[int] = []
-        for uid in self.uids:
-            eid = self.eids[uid]
-            if uid in self.pending_expunge or eid not in changed_eids:
+        for uid, email in self._changed(changed_eids):
+            if uid in self.pending_expunge:
                 continue
-            email = self.store.get_email(self.account, eid)
             if email is not None:
                 old = self.flags.get(uid)
                 if self._cache(uid, email) and (old is None or old[0] != frozenset(email["kw"])
@@ -274,8 +399,31 @@ class SelectedMailbox:
         if record is not None:
             self.uidnext = record["uidnext"]
             self.known_modseq = max(self.known_modseq, record["hms"])
-            if not self._shared and not self.pending_expunge:
+            if not (self._shared and self._shared_flags) and not self.pending_expunge:
                 self._reshare()
+        return out
+
+    def _changed(self, changed_eids: set[int]) -> list[tuple[int, dict | None]]:
+        """(uid, {"kw", "modseq"} now or None) of this view's messages among
+        ``changed_eids``, in UID order. From the snapshot, caught up to the same state
+        (no email record read, O(changes)); one pass over the view when it is unusable."""
+        snap = self.current() if changed_eids else None
+        out: list[tuple[int, dict | None]] = []
+        if snap is not None and snap.record["hms"] >= self.known_modseq:
+            uid_of, flags, eids = snap.uid_of, snap.flags, self.eids
+            for eid in changed_eids:
+                uid = uid_of.get(eid)
+                # Not in the snapshot: it left the mailbox, so it is in the VANISHED index
+                # after known_modseq (pending expunge) or no message of this view.
+                if uid is not None and eids.get(uid) == eid:
+                    kw, modseq = flags[uid]
+                    out.append((uid, {"kw": kw, "modseq": modseq}))
+            out.sort(key=lambda row: row[0])
+            return out
+        for uid in self.uids:
+            eid = self.eids[uid]
+            if eid in changed_eids:
+                out.append((uid, self.store.get_email(self.account, eid)))
         return out
 
     def _reshare(self) -> None:
@@ -283,12 +431,20 @@ class SelectedMailbox:
         (the client has been told everything): after a change reaches every idle session,
         they share one copy again instead of keeping one each."""
         snap = _snapshot(self.store, self.account, self.id)
-        if snap is not None and snap.record["hms"] == self.known_modseq and \
-                snap.uids == self.uids and snap.eids == self.eids and \
-                snap.flags == self.flags and snap.keywords == self.keywords:
-            self.uids, self.eids, self.flags, self.keywords = \
-                snap.uids, snap.eids, snap.flags, snap.keywords
-            self._shared = True
+        if snap is None or snap.record["hms"] != self.known_modseq:
+            return
+        if not self._shared and (snap.uids is self.uids or snap.uids == self.uids) and \
+                snap.eids == self.eids:
+            self.uids, self.eids = snap.uids, snap.eids
+            snap.lent = self._shared = True
+        # Own flags = the ones lent at this view's modseq then (every change after it
+        # goes through _cache): only the UIDs changed since can differ from the snapshot.
+        if self._shared and not self._shared_flags and self._touched is not None and \
+                snap.keywords == self.keywords and \
+                all(snap.flags.get(u) == self.flags.get(u) for u in self._touched):
+            self.flags, self.keywords = snap.flags, snap.keywords
+            snap.lent = self._shared_flags = True
+            self._touched = None
 
     def expunge_responses(self, uids: list[int], qresync: bool) -> list[bytes]:
         """Remove ``uids`` from the view and say so (highest sequence number first, so
@@ -299,6 +455,9 @@ class SelectedMailbox:
             out.append(f"* VANISHED {encode.number_set(present)}\r\n".encode())
         if present:
             self._own()
+            self._own_flags()
+            if self._touched is not None:
+                self._touched.update(present)
         for uid in sorted(present, reverse=True):
             seq = self.seq_of(uid)
             if not qresync:

@@ -111,12 +111,13 @@ async def run(s, cmd):
         vanished = [u for u in vanished if u not in view.eids and args.sequence.contains(u, top)]
         if vanished:
             s.untagged(f"VANISHED (EARLIER) {encode.number_set(vanished)}")
-    emails = {}
-    for uid in uids:
-        email = s.store.get_email(acc, view.eids[uid])
-        if email is not None and uid not in view.pending_expunge:
-            if args.changed_since is None or email["modseq"] > args.changed_since:
-                emails[uid] = email
+    # Flags, modseq, date and size as the store has them now, from the mailbox snapshot
+    # (selected.py): no email record is read for FLAGS, and the work is O(requested).
+    records = view.records([u for u in uids if u not in view.pending_expunge])
+    if args.changed_since is None:
+        emails = records
+    else:
+        emails = {u: e for u, e in records.items() if e["modseq"] > args.changed_since}
     missing = len(emails) < len(uids) and args.changed_since is None
     if not view.readonly and "s" in acl.view_rights(view) and any(_sets_seen(i) for i in items):
         unseen = [view.eids[u] for u, e in emails.items() if "$seen" not in e["kw"]]
