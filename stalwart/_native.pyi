@@ -202,7 +202,7 @@ class ImapParser:
     mode: str
     """"command", "idle" (the next line must be DONE) or "sasl" (lines are SASL data)."""
     stream_append: bool
-    """APPEND literals leave as ``LiteralChunk(data, last)`` events as they arrive; the
+    """APPEND and REPLACE literals leave as ``LiteralChunk(data, last)`` events as they arrive; the
     command then carries an empty literal in their place (off by default)."""
 
     def __init__(self, limits: ImapLimits, utf8: bool = False,

@@ -23,11 +23,12 @@
 //!   does not send it; a refused non-synchronizing one is read and dropped without being
 //!   stored (up to `max_discard`, else BYE: RFC 7888 section 4).
 //! - After any error the reader is at the start of the next command.
-//! - With `stream_append` on, the literals of APPEND are not collected at all: their
-//!   octets leave as `Event::LiteralData` chunks (each at most what was buffered) and the
-//!   command carries an empty literal in their place, so an APPEND of any size costs the
-//!   reader no more than one input burst; the caller spools the chunks (IMAP session:
-//!   a blob writer) and pairs them with the command's messages in order.
+//! - With `stream_append` on, the message literals (APPEND, REPLACE, UID REPLACE:
+//!   `is_message_command`) are not collected at all: their octets leave as
+//!   `Event::LiteralData` chunks (each at most what was buffered) and the command carries
+//!   an empty literal in their place, so a message of any size costs the reader no more
+//!   than one input burst; the caller spools the chunks (IMAP session: a blob writer) and
+//!   pairs them with the command's messages in order.
 //! - Work is linear in the octets fed: each octet is looked at for a line end once.
 
 use super::commands::{parse_command, tag_and_name};
@@ -111,7 +112,8 @@ pub struct Parser {
     pub limits: Limits,
     pub utf8: bool,
     pub mode: Mode,
-    /// Hand APPEND literals out as `Event::LiteralData` chunks instead of collecting them.
+    /// Hand message literals (APPEND, REPLACE, UID REPLACE) out as `Event::LiteralData`
+    /// chunks instead of collecting them.
     pub stream_append: bool,
     streaming: bool,
     // line reader
@@ -476,7 +478,7 @@ impl Parser {
         self.size = total;
         self.literal_left = marker.size;
         self.literal8 = marker.binary;
-        self.streaming = self.stream_append && marker.size > 0 && name == "APPEND";
+        self.streaming = self.stream_append && marker.size > 0 && is_message_command(&name);
         if marker.size == 0 {
             self.literals.push((Vec::new(), marker.binary)); // nothing to wait for: complete already
         }
@@ -500,5 +502,56 @@ impl Parser {
         } else {
             self.limits.max_command
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_replace_tests {
+    //! `stream_append` covers every message command: REPLACE and UID REPLACE literals
+    //! leave as chunks too (the general framing tests are in `imap/tests.rs`).
+    use super::super::{Args, DefaultLimit, Event, Limits, Parser, PlainHost};
+
+    #[test]
+    fn replace_and_uid_replace_literals_are_streamed() {
+        let wire = b"a1 REPLACE 1 Drafts (\\Draft) {5}\r\nhello\r\na2 UID REPLACE 7 Drafts ~{3+}\r\nabc\r\na3 LOGIN {2+}\r\nme pw\r\n";
+        for chunk in 1..12 {
+            let mut p = Parser::new(Limits::default(), false);
+            p.stream_append = true;
+            let (mut data, mut lasts, mut commands) = (Vec::new(), 0, Vec::new());
+            for piece in wire.chunks(chunk) {
+                p.receive_data(piece);
+                loop {
+                    match p.next_event(&mut PlainHost, &mut DefaultLimit) {
+                        Ok(Event::NeedData) => break,
+                        Ok(Event::LiteralData(d, last)) => {
+                            assert!(d.len() <= chunk, "a chunk is at most what was fed");
+                            data.extend_from_slice(&d);
+                            lasts += last as usize;
+                        }
+                        Ok(Event::Continuation(..)) => {}
+                        Ok(Event::Command(c)) => commands.push(c),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            assert_eq!((data, lasts), (b"helloabc".to_vec(), 2), "chunk size {chunk}");
+            assert_eq!(commands.len(), 3);
+            for (c, number, binary) in [(&commands[0], 1, false), (&commands[1], 7, true)] {
+                let Args::Replace { number: n, name, message } = &c.args else { panic!() };
+                assert_eq!((*n, name.as_str()), (number, "Drafts"));
+                assert!(message.data.is_empty() && message.binary == binary);
+            }
+            let Args::Login { username, .. } = &commands[2].args else { panic!() };
+            assert_eq!(username, "me", "other commands' literals are still collected");
+        }
+    }
+
+    #[test]
+    fn replace_literal_collected_with_streaming_off() {
+        let mut p = Parser::new(Limits::default(), false);
+        p.receive_data(b"a1 REPLACE 1 Drafts {5+}\r\nhello\r\n");
+        let Ok(Event::Command(c)) = p.next_event(&mut PlainHost, &mut DefaultLimit) else { panic!() };
+        let Args::Replace { message, .. } = c.args else { panic!() };
+        assert_eq!(message.data, b"hello");
     }
 }

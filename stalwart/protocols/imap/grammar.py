@@ -16,9 +16,10 @@ What the native parser adds (and the reference cannot show, having the same even
   non-synchronizing literal is dropped as it arrives, never stored;
 - memory follows the octets received: a literal's buffer grows as its data arrives (never
   reserved from the announced size), and an idle parser gives back a burst's buffers;
-- with ``stream_append`` on, APPEND literals are not collected at all: their octets leave
-  as ``LiteralChunk`` events as they arrive (at most one input burst each), so a 50 MB
-  APPEND costs the reader no more than a 1 KB one;
+- with ``stream_append`` on, message literals (APPEND, REPLACE, UID REPLACE) are not
+  collected at all: their octets leave as ``LiteralChunk`` events as they arrive (at most
+  one input burst each), so a 50 MB APPEND or REPLACE costs the reader no more than a
+  1 KB one;
 - the work is linear in the octets received (each octet is looked at for a line end
   once), and parsing a command costs well under a microsecond per argument
   (``python -m bench micro.imap_parser``: 9-14x the reference).
@@ -93,9 +94,10 @@ class Parser:
 
     @property
     def stream_append(self) -> bool:
-        """APPEND literals leave as ``LiteralChunk`` events as they arrive, and the command
-        carries an empty literal in their place (off by default; the session turns it on
-        and spools the chunks, see ``commands/append.py``)."""
+        """Message literals (APPEND, REPLACE, UID REPLACE) leave as ``LiteralChunk`` events
+        as they arrive, and the command carries an empty literal in their place (off by
+        default; the session turns it on and spools the chunks, see
+        ``commands/append.py``)."""
         return self._native.stream_append
 
     @stream_append.setter

@@ -29,11 +29,11 @@ A command in the wrong state gets BAD. Rules enforced here for every command:
   exception is answered ``NO [SERVERBUG]`` and logged, never a dropped connection.
 - Bytes pipelined behind STARTTLS are discarded, not executed (CVE-2011-0411 class).
 - Before authentication literals are limited to ``PREAUTH_LITERAL`` octets.
-- APPEND literals are streamed (``Parser.stream_append``): each chunk goes to a spool (a
-  blob writer, ``commands/append.Spool``) as it arrives, so an APPEND of any size holds
-  one input burst in memory; the spools of a command are handed to APPEND in order, and
-  whatever a command did not commit (an error, a refused command, a client gone
-  mid-literal: ``close()``) is deleted.
+- Message literals (APPEND, REPLACE, UID REPLACE) are streamed (``Parser.stream_append``):
+  each chunk goes to a spool (a blob writer, ``commands/append.Spool``) as it arrives, so
+  a message of any size holds one input burst in memory; the spools of a command are
+  handed to it in order (``append.items_for``), and whatever a command did not commit (an
+  error, a refused command, a client gone mid-literal: ``close()``) is deleted.
 - ``penalty`` (a ``stalwart.limits.ClientLimits``, optional): failed logins counted per
   client address across processes and protocols, delays and bans (``commands/login.py``);
   ``sleep`` is the delay's awaitable (injectable for tests).
@@ -113,7 +113,7 @@ class ImapSession:
         self.parser.stream_append = True
         self.penalty = penalty                # failed-login delays and bans (login.py)
         self.sleep = asyncio.sleep
-        self.spools: list = []                # APPEND literals of the current command
+        self.spools: list = []                # message literals of the current command
         self._spool = None                    # the one being received
         self.state = State.NOT_AUTHENTICATED
         self.account: dict | None = None
@@ -187,8 +187,8 @@ class ImapSession:
         self.closed = True
 
     def drop_spools(self) -> None:
-        """Delete the APPEND literals not committed (the command ended or failed, or the
-        connection is gone in the middle of one)."""
+        """Delete the message literals (APPEND, REPLACE) not committed (the command ended
+        or failed, or the connection is gone in the middle of one)."""
         if self._spool is not None:
             self._spool.abort()
             self._spool = None

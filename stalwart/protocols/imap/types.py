@@ -89,7 +89,7 @@ class Continuation:
 
 @dataclass(frozen=True)
 class LiteralChunk:
-    """Octets of an APPEND literal, streamed (``Parser.stream_append``); ``last`` on the
+    """Octets of an APPEND or REPLACE literal, streamed (``Parser.stream_append``); ``last`` on the
     literal's final chunk. The command that follows carries an empty literal in its place."""
     data: bytes
     last: bool

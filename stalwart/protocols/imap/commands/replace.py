@@ -8,12 +8,18 @@ EXPUNGE (or VANISHED) of the old message, then the tagged OK.
 
 Refused: a read-only mailbox (NO), a sequence number beyond the mailbox (BAD), a UID
 not in the mailbox or a message another session already expunged (NO [EXPUNGEISSUED]).
+
+The literal is streamed as APPEND's is (``commands/append.py``, "Streamed literals"): the
+session spools its chunks into a blob writer as they arrive and the command carries an
+empty literal; ``items_for`` pairs it with the spool, which is committed (fsync) only after
+every check above passed and just before the store's append. A refused or failed REPLACE,
+or a client gone mid-literal, leaves no spool behind (``ImapSession.drop_spools``).
 """
 
 from __future__ import annotations
 
 from ..session import Bad, No
-from .append import store_item, target
+from .append import items_for, target
 from . import acl
 
 
@@ -39,7 +45,7 @@ async def run(s, cmd):
         # refused expunge cannot leave the new message behind.
         raise No("Permission denied (this needs the 'te' rights)", "NOPERM")
     record = target(s, args.name)
-    item = store_item(args.message)
+    [item] = await items_for(s, [args.message])
     [done] = await s.store.append_many(record["owner"], record["id"], [item], actor=me)
     s.untagged(f"OK [APPENDUID {done['uidvalidity']} {done['uid']}] Replacement stored")
     await s.store.expunge(view.account, view.id, [uid], actor=me)
