@@ -38,6 +38,8 @@ BLOB_PURGE_PERIOD = 6 * 3600.0
 BLOB_PURGE_GRACE = 3600.0
 SECONDARY_CLEAN_PERIOD = 600.0
 FIRST_RUN_DELAY = 30.0
+#: The scheduler's niceness increment (its work is deferred by design).
+SCHEDULER_NICE = 10
 
 
 def clean_secondaries(run_dir: Path) -> int:
@@ -131,6 +133,12 @@ async def serve(ctx) -> None:
     from .mailauth.reports import run_report_job   # DMARC aggregate reports, daily
     from .store import Store
 
+    # Housekeeping and indexing wait for nobody: under load they yield the CPU to the
+    # processes clients are waiting on (SMTP, IMAP, the store's commits).
+    try:
+        os.nice(SCHEDULER_NICE)
+    except OSError:
+        pass
     store = await Store.open(ctx.config, name=f"scheduler-{os.getpid()}")
     try:
         await asyncio.gather(run(Path(ctx.config.run_dir), ctx.shutdown),

@@ -167,3 +167,19 @@ def test_reload_with_dormant_pools_keeps_serving(daemon):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     assert healthz(conn)["generation"] == 2
     conn.close()
+
+
+def test_the_scheduler_runs_at_a_lower_priority(daemon):
+    """Indexing and housekeeping yield the CPU to the processes clients wait on."""
+    daemon.configure([("http", "http", daemon.port())])
+    daemon.start()
+
+    def nice(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(")") + 2:].split()[16])
+
+    scheduler = daemon.wait_for(lambda: daemon.singleton("scheduler"), timeout=15)
+    daemon.wait_for(lambda: nice(scheduler.pid) == nice(daemon.pid) + 10, timeout=15,
+                    message="the scheduler to lower its priority")
+    assert nice(daemon.singleton("store").pid) == nice(daemon.pid)
