@@ -104,11 +104,15 @@ class HttpConnection(asyncio.Protocol):
 
     def __init__(self, app: App, limits: Limits, *, listener: str = "",
                  admin_socket: bool = False,
+                 on_open: Callable[["HttpConnection"], None] | None = None,
                  on_close: Callable[["HttpConnection"], None] | None = None) -> None:
         self.app = app
         self.limits = limits
         self.listener = listener
         self.admin_socket = admin_socket
+        # Paired calls: connection_made then connection_lost. (A TLS client whose
+        # handshake fails gets neither: the protocol was made but never connected.)
+        self._on_open = on_open
         self._on_close = on_close
         self.transport: asyncio.Transport | None = None
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
@@ -127,6 +131,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self._on_open is not None:
+            self._on_open(self)
         sock = transport.get_extra_info("socket")
         tls = transport.get_extra_info("sslcontext") is not None
         creds = None

@@ -57,6 +57,14 @@ class HttpServer:
         """Start serving on an already bound and listening socket."""
         loop = asyncio.get_running_loop()
 
+        # Counted from connection_made to connection_lost: a TLS handshake that fails
+        # calls neither, so it leaves no phantom connection (which would keep an
+        # on-demand worker from ever leaving, and a drain waiting).
+        def opened(conn: HttpConnection) -> None:
+            self.connections.add(conn)
+            if self._on_open is not None:
+                self._on_open()
+
         def closed(conn: HttpConnection) -> None:
             if conn in self.connections:
                 self.connections.discard(conn)
@@ -64,12 +72,8 @@ class HttpServer:
                     self._on_close()
 
         def factory() -> HttpConnection:
-            conn = HttpConnection(self.app, self.limits, listener=listener,
-                                  admin_socket=admin, on_close=closed)
-            self.connections.add(conn)
-            if self._on_open is not None:
-                self._on_open()
-            return conn
+            return HttpConnection(self.app, self.limits, listener=listener,
+                                  admin_socket=admin, on_open=opened, on_close=closed)
 
         if sock.family == socket.AF_UNIX:
             kwargs: dict[str, Any] = {}

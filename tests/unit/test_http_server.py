@@ -162,6 +162,8 @@ def test_serve_healthz_tls_sni_admin_socket_and_drain(tmpdir_short):
         old.maximum_version = ssl.TLSVersion.TLSv1_1
         with pytest.raises((ssl.SSLError, ConnectionError)):
             await asyncio.open_connection("127.0.0.1", tls_port, ssl=old)
+        # Failed handshakes (that one, the SNI probes) leave no connection counted.
+        await wait_until(lambda: ctx.connections == 0)
 
         # Shutdown: a keep-alive client is closed, serve() returns, no more accepts.
         keep = await RawClient.tcp(plain_port)
