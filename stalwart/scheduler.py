@@ -29,8 +29,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .periodic import every
 from .store.client import StoreClient
-from .store.errors import StoreError
 
 log = logging.getLogger("stalwart.scheduler")
 
@@ -67,21 +67,9 @@ def clean_secondaries(run_dir: Path) -> int:
 
 
 async def _every(period: float, first: float, name: str, fn, stop: asyncio.Event) -> None:
-    delay = first
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-            return
-        except asyncio.TimeoutError:
-            pass
-        delay = period
-        try:
-            result = await fn()
-            log.info("scheduler: %s done: %s", name, result)
-        except (StoreError, OSError) as exc:
-            log.warning("scheduler: %s failed, will retry: %s", name, exc)
-        except Exception:
-            log.exception("scheduler: %s failed, will retry", name)
+    async def logged():
+        log.info("scheduler: %s done: %s", name, await fn())
+    await every(period, logged, stop, first=first, name=f"scheduler: {name}")
 
 
 async def run(run_dir: Path, stop: asyncio.Event, *, blob_period: float = BLOB_PURGE_PERIOD,

@@ -422,8 +422,6 @@ async def run_report_job(config: Any, stop: Any, *, period: float = REPORT_CHECK
     """The scheduler's DMARC report task: every ``period`` it queues the reports of the
     finished UTC days (so each day's rows leave within ``period`` after midnight UTC).
     A failure is logged and retried next period; rows stay until their report is queued."""
-    import asyncio
-
     if not config.get("auth.dmarc.report.aggregate"):
         return
     hostname, org, sender = report_identity(config)
@@ -434,26 +432,20 @@ async def run_report_job(config: Any, stop: Any, *, period: float = REPORT_CHECK
         resolver = Resolver.from_settings(config.get("resolver.nameservers") or (),
                                           timeout=config.get("resolver.timeout"),
                                           lifetime=config.get("resolver.lifetime"))
-    delay = first_delay
-    try:
-        while True:
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                return
-            except asyncio.TimeoutError:
-                pass
-            delay = period
-            try:
-                if store is None:
-                    from stalwart.store.api import Store
+    from stalwart.periodic import every
 
-                    store = await Store.open(config, subscribe=False)
-                result = await send_aggregate_reports(store, hostname=hostname, org_name=org,
-                                                      sender=sender, resolver=resolver)
-                if result["rows"]:
-                    log.info("scheduler: dmarc reports: %s", result)
-            except Exception as exc:                  # StoreError, OSError, a bug
-                log.warning("scheduler: dmarc reports failed, will retry: %s", exc)
+    async def once() -> None:
+        nonlocal store
+        if store is None:
+            from stalwart.store.api import Store
+
+            store = await Store.open(config, subscribe=False)
+        result = await send_aggregate_reports(store, hostname=hostname, org_name=org,
+                                              sender=sender, resolver=resolver)
+        if result["rows"]:
+            log.info("scheduler: dmarc reports: %s", result)
+    try:
+        await every(period, once, stop, first=first_delay, name="scheduler: dmarc reports")
     finally:
         if own_store and store is not None:
             await store.close()

@@ -399,21 +399,14 @@ async def run_report_job(recorder: TlsRptRecorder, resolver: Any, enqueue: Enque
                          period: float = REPORT_PERIOD, first_delay: float = 60.0,
                          post: Post | None = None) -> None:
     """Every ``period`` seconds, ``send_reports``; a failure is logged and retried."""
-    delay = first_delay
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-            return
-        except asyncio.TimeoutError:
-            pass
-        delay = period
-        try:
-            result = await send_reports(recorder, resolver, enqueue, org_name=org_name,
-                                        submitter=submitter, sender=sender, post=post)
-            if result["reports"] or result["skipped"]:
-                log.info("tls reports: %s", result)
-        except Exception as exc:                      # StoreError, OSError, a bug
-            log.warning("tls reports failed, will retry: %s", exc)
+    from stalwart.periodic import every
+
+    async def once() -> None:
+        result = await send_reports(recorder, resolver, enqueue, org_name=org_name,
+                                    submitter=submitter, sender=sender, post=post)
+        if result["reports"] or result["skipped"]:
+            log.info("tls reports: %s", result)
+    await every(period, once, stop, first=first_delay, name="tls reports")
 
 
 def install(queue: Any, resolver: Any, config: Any, stop: asyncio.Event
