@@ -3,7 +3,7 @@
 Typical use (every integration test that needs a whole server)::
 
     def test_something(daemon):
-        port = daemon.port()                                # a free port in 20000-20999
+        port = daemon.port()                                # a free port (ports.py)
         daemon.configure(listeners=[("http", "http", port)], workers={"http": 2})
         daemon.start()                                      # returns once READY=1 arrived
         ...                                                 # talk to 127.0.0.1:port
@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -52,9 +51,10 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
+from .ports import free_port  # noqa: F401  (re-exported: tests import it from here)
+
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
-PORT_RANGE = (20000, 20999)
 
 _BOOTSTRAP = """
 import json, sys
@@ -63,24 +63,6 @@ registry.KINDS.update(json.loads(sys.argv[1]))
 from stalwart.master.main import main
 sys.exit(main(sys.argv[2:]))
 """
-
-_taken_ports: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 in 20000-20999 that is free now (and not handed out before)."""
-    for _ in range(500):
-        port = random.randint(*PORT_RANGE)
-        if port in _taken_ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _taken_ports.add(port)
-        return port
-    raise RuntimeError("no free port in 20000-20999")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,

@@ -42,7 +42,7 @@ answers from signed zones come back with the AD bit, answers from unsigned ones 
 it, and a bogus zone gets SERVFAIL.
 
 Ports: NSD and Unbound listen on 127.0.0.1, UDP and TCP, on ports picked by ``free_port``
-from ``STALWART_TEST_PORTS`` (``"22200-22599"`` unless set). Files live in the directory
+from ``STALWART_TEST_PORTS`` (see ``ports.py``). Files live in the directory
 given to ``DnsServer`` (the fixture uses a pytest temporary directory); both servers run
 in the foreground as children of the test and are stopped at teardown.
 
@@ -53,10 +53,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -76,38 +74,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from dns.rdtypes.dnskeybase import Flag
 
+from .ports import free_port
+
 __all__ = ["Zone", "DnsServer", "ValidatingResolver", "free_port", "dns_server", "NSD",
            "UNBOUND"]
 
 NSD = "/usr/sbin/nsd"
 UNBOUND = "/usr/sbin/unbound"
-
-_taken: set[int] = set()
-
-
-def _port_range() -> tuple[int, int]:
-    text = os.environ.get("STALWART_TEST_PORTS", "22200-22599")
-    low, _, high = text.partition("-")
-    return int(low), int(high)
-
-
-def free_port() -> int:
-    """A port of 127.0.0.1 free for both TCP and UDP now, never handed out before by this
-    process, from ``STALWART_TEST_PORTS``."""
-    low, high = _port_range()
-    candidates = [p for p in range(low, high + 1) if p not in _taken]
-    random.shuffle(candidates)
-    for port in candidates:
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        _taken.add(port)
-        return port
-    raise RuntimeError(f"no free port in {low}-{high}")
-
 
 def _txt_rdata(value: str | bytes | Sequence[str | bytes]) -> str:
     """TXT presentation text: one value split into 255-octet strings, or given strings."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
-import random
-import socket
 import ssl
 from pathlib import Path
 
@@ -32,30 +30,15 @@ from stalwart.mailauth.tlsrpt import TlsRptRecorder
 from stalwart.queue import MemoryQueueStore, Queue, QueueSettings
 from stalwart.store.blobs import MemoryBlobStore
 
+from . import ports
+
 from .test_mtasts_queue import ENFORCE, BoundSink, LocalCA, PolicyServer
 from .test_queue_delivery import MESSAGE, Clock
 
 pytestmark = pytest.mark.integration
 
-_taken: set[int] = set()
-
-
 def free_port() -> int:
-    for _ in range(300):
-        port = random.randint(22700, 22799)
-        if port in _taken:
-            continue
-        ok = True
-        for host in ("127.0.0.1", "127.0.0.2"):
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    ok = False
-        if ok:
-            _taken.add(port)
-            return port
-    raise RuntimeError("no free port in 22700-22799")
+    return ports.free_port(("127.0.0.1", "127.0.0.2"))
 
 
 # ---------------------------------------------------------------------- certificates

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import random
-import socket
 import ssl
 from pathlib import Path
 
@@ -29,27 +27,12 @@ from stalwart.queue import MemoryQueueStore, Queue, QueueSettings
 from stalwart.queue.delivery import verified_context
 from stalwart.store.blobs import MemoryBlobStore
 
+from . import ports
+
 from .test_queue_delivery import MESSAGE, Clock, Sink
 
-_taken: set[int] = set()
-
-
 def free_port() -> int:
-    for _ in range(300):
-        port = random.randint(23200, 23299)
-        if port in _taken:
-            continue
-        ok = True
-        for host in ("127.0.0.1", "127.0.0.2"):
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    ok = False
-        if ok:
-            _taken.add(port)
-            return port
-    raise RuntimeError("no free port in 23200-23299")
+    return ports.free_port(("127.0.0.1", "127.0.0.2"))
 
 
 # ---------------------------------------------------------------------- a test CA
