@@ -264,3 +264,37 @@ def fts_intersect(blobs: list[bytes]) -> list[int]:
     """Documents in every list."""
 def fts_phrase(blobs: list[bytes]) -> list[int]:
     """Documents where term i of the lists is at position p + i for some p."""
+
+# DKIM / ARC canonicalization (ext/src/dkim.rs; Python reference and dispatch in
+# stalwart/mailauth/canon.py, which is what callers use). Results are byte-identical to
+# the reference for any input; a line end is exactly CRLF.
+
+def dkim_split(message: bytes, field_type: type | None = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """((lower-case name, raw field with folding and CRLF) per header field, body); bare
+    LFs are made CRLF first, lines that are not fields are skipped. Each field is a
+    ``field_type`` (``tuple`` when None; else a NamedTuple of two fields, built without
+    calling it; TypeError for any other type)."""
+def dkim_relaxed_header(raw: bytes) -> bytes:
+    """RFC 6376 3.4.2 for one whole field; the result ends with CRLF."""
+def dkim_strip_b_value(raw: bytes) -> bytes:
+    """The field with the value of its first b= tag emptied (RFC 6376 3.7); the same
+    object when there is none. ValueError for a field without a colon."""
+def dkim_header_data(fields: list[bytes], relaxed: bool, signature: bytes) -> bytes:
+    """RFC 6376 5.4.2: ``fields`` canonicalized, then ``signature`` with b= emptied,
+    canonicalized, without its final CRLF. TypeError for a non-bytes field, ValueError
+    for a signature without a colon."""
+def dkim_body_hash(body: bytes, relaxed: bool, limit: int | None = None) -> tuple[bytes, int]:
+    """(SHA-256 of the first ``limit`` canonical body octets, canonical body length),
+    RFC 6376 3.4.3/3.4.4, without building the canonical body. Large bodies are hashed
+    without the GIL. OverflowError for a negative or over-64-bit ``limit``."""
+def dkim_canonical_body(body: bytes, relaxed: bool) -> bytes:
+    """The canonical body itself (tests and diagnostics)."""
+
+class DkimBodyHasher:
+    """``dkim_body_hash`` fed in chunks split anywhere."""
+
+    def __init__(self, relaxed: bool, limit: int | None = None) -> None: ...
+    def update(self, data: bytes) -> None:
+        """ValueError after ``finish``."""
+    def finish(self) -> tuple[bytes, int]:
+        """(digest, canonical length); once (ValueError after)."""

@@ -1,6 +1,7 @@
 """DKIM sign and verify per second, RSA-2048 and Ed25519: ours against dkimpy.
 
     python -m bench.micro.dkim [--messages 400] [--rounds 3] [--corpus PATH] [--json]
+                               [--canon native|python]
 
 Messages: the first ``--messages`` of the SpamAssassin corpus (real mail from 2002,
 ``../shared/corpora/spamassassin-dev.tar.gz``; ``STALWART_CORPUS`` overrides) that have a
@@ -17,7 +18,9 @@ the ratio is ours / dkimpy.
 ``breakdown`` sets the public-key operations (timed alone on the same data) against our
 whole per-message signing and verifying time; the rest is Python: splitting the message,
 canonicalizing and hashing header and body (also timed alone), parsing tags, the DNS
-cache. It shows what a native implementation would have to speed up.
+cache. ``--canon python`` runs our side with the Python reference canonicalization
+instead of the Rust one (``stalwart.mailauth.canon.use_native``), to measure what the
+native path buys; ``python -m bench micro.dkim_canon`` times the canonicalization alone.
 """
 
 from __future__ import annotations
@@ -168,13 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--canon", choices=("native", "python"), default="native",
+                        help="our canonicalization: Rust (default) or the Python reference")
     args = parser.parse_args(argv)
+    from stalwart.mailauth import canon
+    if canon.use_native(args.canon == "native") != (args.canon == "native"):
+        print("stalwart._native has no DKIM functions: build it (make build)", file=sys.stderr)
+        return 2
     if not args.corpus.exists():
         print(f"corpus not found: {args.corpus} (set STALWART_CORPUS)", file=sys.stderr)
         return 2
     corpus = messages(args.corpus, args.messages)
     report = {"results": [run_algorithm(a, corpus, args.rounds) for a in ALGORITHMS],
-              "environment": environment()}
+              "environment": environment(), "canon": args.canon}
     correct = all(r["agreement"]["ours_verified_dkimpy"] == r["agreement"]["of"]
                   and r["agreement"]["dkimpy_verified_ours"] == r["agreement"]["of"]
                   for r in report["results"])
@@ -183,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0 if correct else 1
     print(f"DKIM on {len(corpus)} corpus messages, median of {args.rounds} rounds "
-          f"(messages per CPU second; ratio = ours / dkimpy)")
+          f"(messages per CPU second; ratio = ours / dkimpy; our canonicalization: "
+          f"{'Rust' if args.canon == 'native' else 'Python reference'})")
     print(f"{'algorithm':<16}{'op':<8}{'ours':>10}{'dkimpy':>10}{'ratio':>8}")
     for r in report["results"]:
         for op in ("sign", "verify"):

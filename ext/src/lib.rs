@@ -1,7 +1,8 @@
 //! `stalwart._native`: the pyo3 glue over the crate's plain Rust modules.
 //!
 //! Only conversion between Rust and Python lives here; the logic (and its tests) is in
-//! `mime.rs`, `imap/` and `fts/` (their glue: `imap_py.rs`, `fts_py.rs`). Long native
+//! `mime.rs`, `imap/`, `fts/` and `dkim.rs` (their glue: `imap_py.rs`, `fts_py.rs`,
+//! `dkim_py.rs`). Long native
 //! work (parsing, decoding a body) runs with the GIL released.
 //! The Python-facing contract is the checked stub `stalwart/_native.pyi`.
 //!
@@ -9,10 +10,12 @@
 //! `bytes` plus a shared pointer to the parsed tree); each getter converts one field
 //! when it is read.
 
+pub mod dkim;
 pub mod fts;
 pub mod imap;
 pub mod mime;
 
+mod dkim_py;
 mod fts_py;
 mod imap_py;
 
@@ -382,5 +385,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_message, m)?)?;
     imap_py::register(m)?;
     fts_py::register(m)?;
+    dkim_py::register(m)?;
     Ok(())
 }

@@ -66,8 +66,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from stalwart.dns import DnsError, InvalidName, NoData, NxDomain, TempFail
 
-from .canon import (Field, TagListError, canonical_body, parse_tags, relaxed_header,
-                    simple_header, split_message, strip_b_value, strip_fws)
+from .canon import (Field, TagListError, body_hash, header_data, parse_tags, split_message,
+                    strip_fws)
 from .keys import ED25519_SHA256, RSA_SHA256, key_algorithm, load_private_key, valid_selector
 
 __all__ = ["DkimResult", "DkimSigner", "KeyRecord", "DkimError", "verify", "sign",
@@ -406,46 +406,42 @@ class HeaderIndex:
 
     def signed_data(self, names: Sequence[bytes], canon: str, sig_raw: bytes) -> bytes:
         """RFC 6376 5.4.2: each named field from the bottom up, then the signature field
-        with an empty b= and no final CRLF."""
-        fn = relaxed_header if canon == "relaxed" else simple_header
+        with an empty b= and no final CRLF (canonicalized by ``canon.header_data``)."""
         used: Counter[bytes] = Counter()
-        out = []
+        raws = []
         for name in names:
             stack = self.by_name.get(name)
             if stack is None:
                 continue
             n = used[name]
             if n < len(stack):
-                out.append(fn(stack[len(stack) - 1 - n]))
+                raws.append(stack[len(stack) - 1 - n])
                 used[name] = n + 1
-        sig = fn(strip_b_value(sig_raw))
-        if sig.endswith(b"\r\n"):
-            sig = sig[:-2]
-        out.append(sig)
-        return b"".join(out)
+        return header_data(raws, canon, sig_raw)
 
 
 class BodyHashes:
-    """Canonical bodies of one message, computed once per method."""
+    """Body hashes of one message, computed once per (method, l=) by ``canon.body_hash``
+    (the canonical body itself is never built)."""
 
     def __init__(self, body: bytes) -> None:
         self.body = body
-        self._canon: dict[str, bytes] = {}
+        self._length: dict[str, int] = {}
         self._digest: dict[tuple[str, int | None], bytes] = {}
 
-    def canonical(self, method: str) -> bytes:
-        canon = self._canon.get(method)
-        if canon is None:
-            canon = self._canon[method] = canonical_body(self.body, method)
-        return canon
+    def canonical_length(self, method: str) -> int:
+        length = self._length.get(method)
+        if length is None:
+            self.digest(method, None)
+            length = self._length[method]
+        return length
 
     def digest(self, method: str, length: int | None) -> bytes:
         key = (method, length)
         value = self._digest.get(key)
         if value is None:
-            canon = self.canonical(method)
-            value = self._digest[key] = hashlib.sha256(
-                canon if length is None else canon[:length]).digest()
+            value, self._length[method] = body_hash(self.body, method, length)
+            self._digest[key] = value
         return value
 
 
@@ -477,16 +473,17 @@ async def check_signature(sig: Signature, index: HeaderIndex, bodies: BodyHashes
     if key.strict and sig.identity:
         if sig.identity.rpartition("@")[2].rstrip(".").lower() != sig.domain:
             raise DkimError("permerror", "key t=s forbids an i= in a subdomain of d=")
-    canon = bodies.canonical(sig.body_canon)
-    if sig.length is not None and sig.length > len(canon):
+    digest = bodies.digest(sig.body_canon, sig.length)
+    size = bodies.canonical_length(sig.body_canon)
+    if sig.length is not None and sig.length > size:
         raise DkimError("permerror", "l= is longer than the body")
-    if bodies.digest(sig.body_canon, sig.length) != sig.body_hash:
+    if digest != sig.body_hash:
         return "fail", "body hash did not verify", key
     data = index.signed_data(sig.names, sig.header_canon, sig.field.raw)
     if not verify_data(sig.algorithm, key.public_key, sig.signature, data):
         return "fail", "signature did not verify", key
-    if sig.length is not None and sig.length < len(canon):
-        return "policy", f"l= leaves {len(canon) - sig.length} body octets unsigned", key
+    if sig.length is not None and sig.length < size:
+        return "policy", f"l= leaves {size - sig.length} body octets unsigned", key
     return "pass", "", key
 
 
