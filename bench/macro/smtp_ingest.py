@@ -1,7 +1,7 @@
 """SMTP ingest into local mailboxes: our server against Postfix delivering to Dovecot (LMTP).
 
     python -m bench.macro.smtp_ingest [--messages 3000] [--sessions 50] [--size 5120] [--rounds 3]
-                                      [--auth-checks]
+                                      [--auth-checks] [--port-base 22900]
 
 Both servers run on this machine in the same run (the anchors script starts Postfix and
 Dovecot, see ../shared/anchors/README.md). The load is Postfix's own ``smtp-source``
@@ -43,7 +43,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = Path(os.environ.get("STALWART_ANCHORS", REPO.parent / "shared" / "anchors" / "anchors"))
 SMTP_SOURCE = "/usr/sbin/smtp-source"
-OUR_SMTP, OUR_HTTP = 12525, 12580
+#: Ports from ``--port-base`` up: ours (smtp, http), then the anchors' four (smtp, imap,
+#: pop3, lmtp), so two benches on one machine can each take their own range.
+ANCHOR_PORT_NAMES = ("ANCHOR_SMTP_PORT", "ANCHOR_IMAP_PORT", "ANCHOR_POP3_PORT",
+                     "ANCHOR_LMTP_PORT")
+
+
+def _filesystem(path: Path) -> str:
+    """The type and options of the mount holding ``path`` (the fsync costs depend on it)."""
+    best = ("", "?", "")
+    where = str(path.resolve()) + "/"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                _, mnt, fstype, opts, *_ = line.split()
+                if where.startswith(mnt.rstrip("/") + "/") and len(mnt) > len(best[0]):
+                    best = (mnt, fstype, opts)
+    except OSError:
+        pass
+    return f"{best[1]} ({best[2]})" if best[0] else "unknown"
+
+
+def _load() -> str:
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
 
 
 def _wait_port(port: int, timeout: float = 60.0) -> None:
@@ -67,13 +92,16 @@ def _smtp_source(port: int, messages: int, sessions: int, size: int, rcpt: str) 
 
 # ---------------------------------------------------------------------------- anchors
 
-def _run_anchor(workdir: Path, messages: int, sessions: int, size: int) -> tuple[float, float, bool]:
+def _run_anchor(workdir: Path, messages: int, sessions: int, size: int,
+                port_base: int) -> tuple[float, float, bool]:
     d = Path(tempfile.mkdtemp(prefix="anch", dir=workdir))
     os.chmod(d, 0o755)
+    ports = {name: str(port_base + 2 + i) for i, name in enumerate(ANCHOR_PORT_NAMES)}
     # Output to a file, not a pipe: the daemons inherit it and would keep a pipe open.
     with open(d.parent / f"{d.name}.log", "wb") as log:
         subprocess.run(["bash", str(ANCHORS), "start", str(d), "--users", "5", "--perf"],
-                       check=True, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+                       check=True, stdout=log, stderr=subprocess.STDOUT, timeout=300,
+                       env={**os.environ, **ports})
     try:
         env = dict(line.split("=", 1) for line in (d / "anchors.env").read_text().split()
                    if "=" in line)
@@ -122,6 +150,10 @@ secret = "bench-secret"
 [tracer.main]
 type = "stdout"
 level = "warn"
+# Postfix's smtpd has no per-connection message limit; smtp-source -d keeps each
+# connection for as many messages as it gets, and treats our 421 as fatal.
+[smtp.session]
+max-messages = 1000000
 """
 
 NO_AUTH_CHECKS = """
@@ -151,24 +183,25 @@ def _count_ours(base: Path) -> int:
 
 
 def _run_ours(workdir: Path, messages: int, sessions: int, size: int,
-              workers: int, auth_checks: bool = False) -> tuple[float, float, bool]:
+              workers: int, port_base: int, auth_checks: bool = False) -> tuple[float, float, bool]:
     d = Path(tempfile.mkdtemp(prefix="ours", dir=workdir))
     base = d / "var"
     config = d / "config.toml"
-    config.write_text(CONFIG.format(workers=workers, smtp=OUR_SMTP, http=OUR_HTTP, base=base)
+    our_smtp, our_http = port_base, port_base + 1
+    config.write_text(CONFIG.format(workers=workers, smtp=our_smtp, http=our_http, base=base)
                       + ("" if auth_checks else NO_AUTH_CHECKS))
     bindir = Path(sys.executable).parent
     log = open(d / "daemon.log", "wb")
     master = subprocess.Popen([str(bindir / "stalwart-master"), "--config", str(config)],
                               stdout=log, stderr=subprocess.STDOUT, cwd=d)
     try:
-        _wait_port(OUR_SMTP)
-        _wait_port(OUR_HTTP)
+        _wait_port(our_smtp)
+        _wait_port(our_http)
         cli = [str(bindir / "stalwart-cli"), "--config", str(config)]
         subprocess.run([*cli, "domain", "create", "bench.test"], check=True, capture_output=True)
         subprocess.run([*cli, "account", "create", "user1", "--email", "user1@bench.test"],
                        check=True, capture_output=True)
-        accepted = _smtp_source(OUR_SMTP, messages, sessions, size, "user1@bench.test")
+        accepted = _smtp_source(our_smtp, messages, sessions, size, "user1@bench.test")
         n = _count_ours(base)
         return accepted, accepted, n == messages
     finally:
@@ -187,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="our smtp pool size (default: one per core)")
     parser.add_argument("--workdir", default=os.environ.get("BENCH_DIR", "/var/tmp"))
+    parser.add_argument("--port-base", type=int, default=22900,
+                        help="ours on this port and the next, the anchors on the four after")
     parser.add_argument("--auth-checks", action="store_true",
                         help="leave SPF/DKIM/ARC/DMARC verification on (the anchors do none)")
     args = parser.parse_args(argv)
@@ -196,20 +231,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# SMTP ingest, {args.messages} msgs x {args.size} B, {args.sessions} sessions; "
           f"python {platform.python_version()}, {os.cpu_count()} cpus, our smtp workers "
           f"{args.workers}, {args.rounds} rounds, our sender authentication checks "
-          f"{'on' if args.auth_checks else 'off (as the anchors)'}")
+          f"{'on' if args.auth_checks else 'off (as the anchors)'}; workdir {workdir} on "
+          f"{_filesystem(workdir)}")
     results = {"ours": [], "anchor": []}
     correct = True
     for r in range(args.rounds):
         for name in ("anchor", "ours"):
+            load = _load()
             if name == "anchor":
-                acc, dlv, ok = _run_anchor(workdir, args.messages, args.sessions, args.size)
+                acc, dlv, ok = _run_anchor(workdir, args.messages, args.sessions, args.size,
+                                           args.port_base)
             else:
                 acc, dlv, ok = _run_ours(workdir, args.messages, args.sessions, args.size,
-                                         args.workers, args.auth_checks)
+                                         args.workers, args.port_base, args.auth_checks)
             correct &= ok
             results[name].append((args.messages / acc, args.messages / dlv))
             print(f"round {r + 1} {name:>6}: accepted {args.messages / acc:7.0f} msg/s, "
-                  f"in mailboxes {args.messages / dlv:7.0f} msg/s, all delivered once: {ok}")
+                  f"in mailboxes {args.messages / dlv:7.0f} msg/s, all delivered once: {ok} "
+                  f"(load average before: {load})")
     med = {k: (statistics.median(a for a, _ in v), statistics.median(d for _, d in v))
            for k, v in results.items()}
     print(f"median ours:             {med['ours'][1]:7.0f} msg/s durable in the mailbox")
