@@ -22,7 +22,10 @@ above this line.
     ``NXDOMAIN`` does not exist, to ``TEMPFAIL`` times out (per type, too:
     ``{"MX": TEMPFAIL}``); a name absent from the dict is NXDOMAIN; a type absent is NoData.
     ``"secure": True`` in a name's dict marks its answers as DNSSEC-validated; ``"ttl"``
-    sets their TTL (default 300). ``queries`` counts the questions asked, for cache tests.
+    sets their TTL (default 300). ``"CNAME": "target"`` makes the name an alias: every
+    type is answered from the target's entry (chains followed, at most 8 links), with
+    ``canonical`` set to the last name and ``secure`` only if every link is secure.
+    ``queries`` counts the questions asked, for cache tests.
 """
 
 from __future__ import annotations
@@ -145,7 +148,9 @@ class DnspythonBackend:
                 continue                     # one malformed record does not spoil the set
         if not records:
             raise TempFail(name, rdtype, "no usable record in the answer")
-        return Answer(name, rdtype, tuple(records), int(answer.rrset.ttl), _is_secure(response))
+        canonical = _host(answer.canonical_name)
+        return Answer(name, rdtype, tuple(records), int(answer.rrset.ttl), _is_secure(response),
+                      canonical if canonical != name.rstrip(".").lower() else "")
 
 
 NXDOMAIN = "NXDOMAIN"
@@ -184,11 +189,20 @@ class FakeBackend:
     async def query(self, name: str, rdtype: str) -> Answer:
         self.queries[(name, rdtype)] += 1
         entry = self.zone.get(name)
+        chain_secure, owner = True, name
+        for _link in range(9):
+            if not isinstance(entry, Mapping) or "CNAME" not in entry or rdtype == "CNAME":
+                break
+            chain_secure = chain_secure and bool(entry.get("secure", False))
+            owner = str(entry["CNAME"]).rstrip(".").lower()
+            entry = self.zone.get(owner)
+        else:
+            raise TempFail(name, rdtype, "CNAME chain too long")
         if entry is None or entry == NXDOMAIN:
             raise NxDomain(name, rdtype, ttl=300)
         if entry == TEMPFAIL:
             raise TempFail(name, rdtype, "timed out")
-        secure = bool(entry.get("secure", False))
+        secure = bool(entry.get("secure", False)) and chain_secure
         values = entry.get(rdtype)
         if values == TEMPFAIL:
             raise TempFail(name, rdtype, "timed out")
@@ -197,4 +211,5 @@ class FakeBackend:
         if not isinstance(values, list):
             values = [values]
         records = tuple(_fake_value(rdtype, v) for v in values)
-        return Answer(name, rdtype, records, int(entry.get("ttl", 300)), secure)
+        return Answer(name, rdtype, records, int(entry.get("ttl", 300)), secure,
+                      owner if owner != name else "")

@@ -16,7 +16,8 @@ tell apart are kept apart here, because they lead to different decisions:
 ``secure`` on an answer (and on ``NxDomain``/``NoData``) is the AD bit of the response
 (RFC 4035 3.2.3): true only when the configured resolver validated the answer with DNSSEC.
 It is meaningful only with a trusted, validating resolver on a secure path (loopback),
-which is the deployment RFC 7672 (DANE) assumes.
+which is the deployment RFC 7672 (DANE) assumes. ``canonical`` on an answer (and on
+``Addresses``) is the name the records belong to when the asked name is a CNAME (chain).
 
 Record values (``Answer.records``):
 
@@ -65,6 +66,10 @@ class Answer(Generic[T]):
     records: tuple[T, ...]
     ttl: int           # seconds the answer may be cached (as served, before our clamps)
     secure: bool = False
+    #: The owner of ``records`` when the name is an alias: the CNAME chain's final target
+    #: (RFC 1034 3.6.2); ``""`` when there was no CNAME. ``secure`` covers the whole chain
+    #: (a validating resolver sets AD only when every RRset of the answer validated).
+    canonical: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,9 @@ class Addresses:
     ipv4: tuple[str, ...]
     ipv6: tuple[str, ...]
     secure: bool = False
+    #: The CNAME-expanded name of ``host`` (``""``: ``host`` is not an alias). DANE looks
+    #: for TLSA records there first when the chain validated (RFC 7672 2.2.2).
+    canonical: str = ""
 
 
 class DnsError(Exception):

@@ -139,16 +139,19 @@ class Resolver:
 
         One family failing temporarily while the other has records still gives the
         records; both empty: ``NxDomain`` if the name does not exist, else ``NoData``;
-        any temporary failure with no records at all: ``TempFail``.
+        any temporary failure with no records at all: ``TempFail``. ``canonical`` is the
+        CNAME-expanded name when ``host`` is an alias.
         """
         results = await asyncio.gather(self.a(host), self.aaaa(host), return_exceptions=True)
         found: list[tuple[str, ...]] = []
         errors: list[DnsError] = []
         secure = True
+        canonical = ""
         for result in results:
             if isinstance(result, Answer):
                 found.append(result.records)
                 secure = secure and result.secure
+                canonical = canonical or result.canonical
             elif isinstance(result, DnsError):
                 found.append(())
                 errors.append(result)
@@ -157,7 +160,7 @@ class Resolver:
                 raise result
         ipv4, ipv6 = found
         if ipv4 or ipv6:
-            return Addresses(canonical_name(host), ipv4, ipv6, secure)
+            return Addresses(canonical_name(host), ipv4, ipv6, secure, canonical)
         temp = [e for e in errors if not e.permanent]
         if temp:
             raise temp[0]

@@ -47,9 +47,14 @@ Matching (``verify_connection``):
   treated as unusable (``TA_SUPPORTED``). A ``2 1 x`` trust anchor must be sent by the
   server (RFC 7672 3.1.2 requires it); one that is only in DNS is not found.
 
-Not done: CNAME expansion of the MX host name for the TLSA base domain (RFC 7672 2.2.3;
-we always use the MX host name; the validating resolver follows CNAMEs for us and the AD
-bit covers the chain), and DANE for non-MX routes (smarthosts).
+CNAME MX hosts (RFC 7672 2.2.2): when the MX host name is an alias and its address answer
+validated (a validating resolver sets AD only when every CNAME of the chain validated
+too), TLSA records are looked up at the fully expanded name first, then at the MX host
+name; the name where they were found is the TLSA base domain (and the SNI name), and
+the DANE-TA name check accepts the base domain, the MX host name and the expanded name.
+An unvalidated chain means no DANE at all (the address answer is not secure).
+
+Not done: DANE for non-MX routes (smarthosts).
 
 MTA-STS (RFC 8461 2): a host with usable TLSA records is governed by DANE only; its
 MTA-STS MX match and WebPKI check are not applied, and a failing DANE check is never
@@ -348,6 +353,10 @@ class DaneHost:
     reason: str = ""
     recorder: Any = None
     key: Any = field(default=None)
+    #: The TLSA base domain (RFC 7672 2.2.2): where the records were found, the SNI name.
+    base: str = ""
+    #: Reference identifiers for the DANE-TA name check (RFC 7672 3.2.2).
+    names: tuple[str, ...] = ()
 
     @property
     def authenticated(self) -> bool:
@@ -374,7 +383,7 @@ class DaneHost:
 
     def check(self, ssl_object: Any) -> str:
         """Match the certificates of a finished handshake; ``DaneError`` if they fail."""
-        return verify_connection(ssl_object, self.usable, [self.host])
+        return verify_connection(ssl_object, self.usable, list(self.names or (self.host,)))
 
     # TLS-RPT, the same calls as ``mtasts.DeliveryPolicy``
     def session(self, host: str, ip: str, client: Any) -> None:
@@ -416,40 +425,56 @@ class Dane:
         self.ta_supported = TA_SUPPORTED if ta_supported is None else ta_supported
 
     async def host(self, domain: str, host: str, port: int, *, mx_secure: bool,
-                   addr_secure: bool, recorder: Any = None) -> DaneHost:
+                   addr_secure: bool, expanded: str = "", recorder: Any = None) -> DaneHost:
         """The DANE state of ``host`` (an MX host of ``domain``) for connections to
-        ``port``. Never raises for DNS trouble (that is ``state == "error"``)."""
+        ``port``. ``expanded``: the CNAME-expanded name of ``host`` when its (validated)
+        address answer came through a CNAME chain; TLSA records are looked up there first
+        and, when there are none, at ``host`` (RFC 7672 2.2.2). Never raises for DNS
+        trouble (that is ``state == "error"``)."""
         result = DaneHost(domain, _host(host), recorder=recorder)
+        result.base = result.host
         if not mx_secure:
             result.reason = "MX records not DNSSEC-validated"
             return result
         if not addr_secure:
             result.reason = f"address records of {host} not DNSSEC-validated"
             return result
-        name = f"_{int(port)}._tcp.{result.host}"
-        try:
-            answer = await self.resolver.tlsa(name)
-        except (NxDomain, NoData) as exc:
-            result.reason = f"no TLSA records at {name}" + ("" if exc.secure else
-                                                            " (denial not validated)")
+        expanded = _host(expanded) if expanded else ""
+        bases = [expanded, result.host] if expanded and expanded != result.host \
+            else [result.host]
+        reasons: list[str] = []
+        for base in bases:
+            name = f"_{int(port)}._tcp.{base}"
+            try:
+                answer = await self.resolver.tlsa(name)
+            except (NxDomain, NoData) as exc:
+                reasons.append(f"no TLSA records at {name}" + ("" if exc.secure else
+                                                               " (denial not validated)"))
+                continue
+            except TempFail as exc:
+                result.state = "error"
+                result.reason = (f"TLSA lookup for {name} failed (DNSSEC validation failure "
+                                 f"or server failure): {exc.detail or exc.describe}")
+                result.lookup_failed()
+                return result
+            except DnsError as exc:                   # InvalidName: no DANE for that name
+                reasons.append(f"TLSA lookup for {name}: {exc.describe}")
+                continue
+            if not answer.secure:
+                reasons.append(f"TLSA records at {name} not DNSSEC-validated")
+                continue
+            result.base = base
+            # Reference identifiers (RFC 7672 3.2.2): the TLSA base domain and the MX host
+            # name, both the original and, through a validated chain, the expanded one.
+            result.names = tuple(dict.fromkeys([base, *bases]))
+            result.records = tuple(answer.records)
+            result.usable = tuple(usable_records(answer.records,
+                                                 ta_supported=self.ta_supported))
+            result.state = "usable" if result.usable else "unusable"
+            result.reason = (f"{len(result.usable)} usable of {len(result.records)} TLSA "
+                             f"record(s) at {name}")
             return result
-        except TempFail as exc:
-            result.state = "error"
-            result.reason = (f"TLSA lookup for {name} failed (DNSSEC validation failure or "
-                             f"server failure): {exc.detail or exc.describe}")
-            result.lookup_failed()
-            return result
-        except DnsError as exc:                       # InvalidName: no DANE for that name
-            result.reason = f"TLSA lookup for {name}: {exc.describe}"
-            return result
-        if not answer.secure:
-            result.reason = f"TLSA records at {name} not DNSSEC-validated"
-            return result
-        result.records = tuple(answer.records)
-        result.usable = tuple(usable_records(answer.records, ta_supported=self.ta_supported))
-        result.state = "usable" if result.usable else "unusable"
-        result.reason = (f"{len(result.usable)} usable of {len(result.records)} TLSA "
-                         f"record(s) at {name}")
+        result.reason = "; ".join(reasons)
         return result
 
 

@@ -14,10 +14,15 @@ Store records (``stalwart/store/ops/dkim.py``)::
     {"domain", "selector", "algorithm", "private_key": PEM str, "created": epoch seconds}
 
 Outbound signing (``sign_outbound``): the domain of the message's single From address;
-the newest key of each algorithm that domain has in the store signs, relaxed/relaxed,
-the default header list, From oversigned. A message without a usable From, or for a
-domain without keys, leaves unchanged. Loaded private keys are cached by (domain,
-selector, created) so a busy sender does not parse PEM for every message.
+the newest key of each algorithm that domain has in the store signs, restricted to the
+configured algorithms, with the configured canonicalization, header list and expiry
+(``SignOptions``, from ``auth.dkim.sign.*``; the defaults: both algorithms,
+relaxed/relaxed, ``dkim.DEFAULT_HEADERS``, no ``x=``), From oversigned. The options are
+handed to each caller (the SMTP server's ``LocalDelivery.dkim_sign``, the queue's TLS
+report job), never kept in a global. A message without a usable From, or for a domain
+without keys (of an allowed algorithm), leaves unchanged. Loaded private keys are cached
+by (domain, selector, created, PEM) so a busy sender does not parse PEM for every
+message.
 """
 
 from __future__ import annotations
@@ -32,13 +37,12 @@ from typing import Any, Collection, Iterable
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from .signopts import ALGORITHMS, ED25519_SHA256, RSA_SHA256, SignOptions
+
 __all__ = ["ALGORITHMS", "DEFAULT_RSA_BITS", "generate", "private_key_pem", "load_private_key",
            "public_key_b64", "dns_record", "DnsRecord", "key_algorithm", "new_selector",
-           "signers_for", "from_domain", "sign_outbound", "valid_selector"]
+           "signers_for", "from_domain", "sign_outbound", "valid_selector", "SignOptions"]
 
-RSA_SHA256 = "rsa-sha256"
-ED25519_SHA256 = "ed25519-sha256"
-ALGORITHMS = (RSA_SHA256, ED25519_SHA256)
 DEFAULT_RSA_BITS = 2048
 MIN_RSA_BITS = 1024
 MAX_RSA_BITS = 4096
@@ -140,12 +144,15 @@ def new_selector(algorithm: str, existing: Iterable[str], now: float | None = No
 
 # --------------------------------------------------------------------------- outbound
 
-_key_cache: dict[tuple[str, str, float], Any] = {}
+_key_cache: dict[tuple[str, str, float, Any], Any] = {}
 _KEY_CACHE_MAX = 256
 
 
 def _cached_key(record: dict) -> Any:
-    ident = (record["domain"], record["selector"], float(record.get("created", 0)))
+    # The PEM text is part of the key: two stores (or a key deleted and made again in
+    # the same second) may hold different keys under one (domain, selector, created).
+    ident = (record["domain"], record["selector"], float(record.get("created", 0)),
+             record["private_key"])
     key = _key_cache.get(ident)
     if key is None:
         key = load_private_key(record["private_key"])
@@ -155,18 +162,25 @@ def _cached_key(record: dict) -> Any:
     return key
 
 
-def signers_for(records: Iterable[dict]) -> list:
-    """DkimSigners for the newest key of each algorithm among ``records``."""
+DEFAULT_SIGN_OPTIONS = SignOptions()
+
+
+def signers_for(records: Iterable[dict], options: SignOptions | None = None) -> list:
+    """DkimSigners for the newest key of each algorithm among ``records``, for the
+    algorithms ``options`` allows, signing as ``options`` says (default: both
+    algorithms, relaxed/relaxed, the default headers, From oversigned, no expiry)."""
     from .dkim import DkimSigner
 
+    options = options or DEFAULT_SIGN_OPTIONS
+    kwargs = options.signer_kwargs()
     newest: dict[str, dict] = {}
     for record in records:
         algorithm = record.get("algorithm")
-        if algorithm not in ALGORITHMS:
+        if algorithm not in ALGORITHMS or algorithm not in options.algorithms:
             continue
         if algorithm not in newest or record.get("created", 0) >= newest[algorithm].get("created", 0):
             newest[algorithm] = record
-    return [DkimSigner(r["domain"], r["selector"], _cached_key(r), r["algorithm"])
+    return [DkimSigner(r["domain"], r["selector"], _cached_key(r), r["algorithm"], **kwargs)
             for _, r in sorted(newest.items())]
 
 
@@ -187,13 +201,15 @@ def from_domain(message: bytes) -> str | None:
 
 
 def sign_outbound(store: Any, message: bytes, *, now: float | None = None,
-                  allowed: "Collection[str] | None" = None) -> bytes:
+                  allowed: "Collection[str] | None" = None,
+                  options: SignOptions | None = None) -> bytes:
     """``message`` with DKIM-Signature fields prepended when its From domain has keys.
 
     ``allowed``: the (A-label, lower-case) domains the sender may sign for, the domains
     of the authenticated account's own addresses; a From in any other domain goes out
     unsigned, so one account cannot get another local domain's signature. None: any
-    domain (a client of a trusted relay network)."""
+    domain (a client of a trusted relay network). ``options``: ``SignOptions`` (None:
+    the defaults)."""
     from .dkim import sign
 
     domain = from_domain(message)
@@ -211,4 +227,7 @@ def sign_outbound(store: Any, message: bytes, *, now: float | None = None,
     records = reader(domain)
     if not records:
         return message
-    return sign(message, signers_for(records), now=now) + message
+    signers = signers_for(records, options)
+    if not signers:
+        return message
+    return sign(message, signers, now=now) + message

@@ -504,7 +504,10 @@ class DeliveryPolicy:
     ``enforce``: only MX hosts the policy allows, TLS verified against the MX host name.
     It holds for an ``enforce`` policy, and for any MTA-STS policy (``testing`` too) when
     the message is REQUIRETLS (RFC 8689 4.2.1: use the MTA-STS policy when there is one).
-    ``TLS-Required: No`` without REQUIRETLS (RFC 8689 5) turns MTA-STS off."""
+    Only an ``enforce`` policy (``policy.mode``) vouches for an MX answer that DNSSEC did
+    not validate (``stalwart.queue.delivery.requiretls_mx_refusal``); a ``testing`` one
+    only filters hosts. ``TLS-Required: No`` without REQUIRETLS (RFC 8689 5) turns MTA-STS
+    off."""
 
     def __init__(self, domain: str, found: StsLookup | None, *, requiretls: bool = False,
                  recorder: Any = None) -> None:

@@ -434,21 +434,25 @@ def install(queue: Any, resolver: Any, config: Any, stop: asyncio.Event
     async def post(url: str, body: bytes) -> None:
         await post_report(url, body, resolver)
 
-    return run_report_job(recorder, resolver, signed_enqueue(queue), stop, org_name=org,
+    from .signopts import SignOptions
+
+    enqueue = signed_enqueue(queue, SignOptions.from_config(config))   # auth.dkim.sign.*
+    return run_report_job(recorder, resolver, enqueue, stop, org_name=org,
                           submitter=hostname, sender=sender, post=post)
 
 
-def signed_enqueue(queue: Any) -> Enqueue:
+def signed_enqueue(queue: Any, options: Any = None) -> Enqueue:
     """``Enqueue`` into ``queue`` from the null sender, the report DKIM-signed first with
     the keys of its From domain when the store has some (RFC 8460 5.3 asks reports to be
-    signed; ``stalwart.mailauth.keys.sign_outbound``). A signing error queues it unsigned."""
+    signed; ``stalwart.mailauth.keys.sign_outbound``, as ``options``, a
+    ``signopts.SignOptions``, says). A signing error queues it unsigned."""
     async def enqueue(message: bytes, recipients: list[str]) -> Any:
         # Imported when a report goes out: ``keys`` brings ``cryptography`` (about 8 MiB),
         # which the queue process otherwise never needs.
         from .keys import sign_outbound
 
         try:
-            message = sign_outbound(queue.store, message)
+            message = sign_outbound(queue.store, message, options=options)
         except Exception as exc:                      # a broken key must not stop reports
             log.warning("tls report: DKIM signing failed, sending unsigned: %s", exc)
         return await queue.enqueue(message, return_path="", recipients=recipients)

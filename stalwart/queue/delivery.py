@@ -36,6 +36,20 @@ Order of work (RFC 5321 5.1; Postfix's smtp(8) and mox's queue behave alike):
 6. The transaction with DSN parameters passed on when the server has DSN (RFC 3461 4);
    otherwise the recipients are marked ``relayed`` so a success DSN can say so.
 
+REQUIRETLS (RFC 8689 4.2.1, ``message.requiretls``) on an MX route: the MX answer must be
+DNSSEC-validated or the domain must have an MTA-STS policy in ``enforce`` mode (whose MX
+patterns then filter the hosts), else nothing is sent and every recipient fails with
+550 5.7.10 (``requiretls_mx_refusal``; 451 4.7.10 while an announced policy cannot be
+fetched); an address literal domain is refused the same way. Each host must then give
+STARTTLS authenticated by PKIX against the MX host name or by DANE, and offer
+REQUIRETLS. When no host does, the message is not sent in clear or unchecked TLS but
+bounced: 550 5.7.30 when the last host lacked REQUIRETLS, else 550 5.7.10 (the RFC asks
+for a non-delivery notification, so this is permanent); failures that have nothing to
+do with TLS (connection refused) keep it a temporary failure. ``TLS-Required: No``
+(RFC 8689 5) turns MTA-STS and DANE off and allows the clear-text retry of a failed
+opportunistic handshake; it is ignored for REQUIRETLS messages and never relaxes a
+relay route's configured TLS.
+
 A failure before the transaction (connect, greeting, EHLO, TLS, AUTH, 421) moves on to the
 next address or host; once a transaction ran, its replies are the outcome. If every host
 failed, the outcome is the last error: permanent only when every host answered with a
@@ -62,7 +76,8 @@ from .pool import ConnectionPool
 from .settings import QueueSettings, Route
 
 __all__ = ["Deliverer", "Outcome", "DomainResult", "LocalDeliver", "order_addresses",
-           "xtext", "orcpt_param", "opportunistic_context", "verified_context"]
+           "xtext", "orcpt_param", "opportunistic_context", "verified_context",
+           "requiretls_mx_refusal"]
 
 log = logging.getLogger("stalwart.queue")
 
@@ -159,6 +174,30 @@ def _literal(domain: str) -> str | None:
         return None
 
 
+def requiretls_mx_refusal(domain: str, mx_secure: bool, sts: Any) -> Reply | None:
+    """RFC 8689 4.2.1 step 2 for a REQUIRETLS message: the MX answer must be protected,
+    by DNSSEC (``mx_secure``: the AD bit of the MX answer, or of the validated denial
+    behind an implicit MX) or by an MTA-STS policy in ``enforce`` mode (whose MX patterns
+    then filter the hosts). None when it is; else the reply for every recipient: a
+    permanent 5.7.10 (the RFC asks for a non-delivery notification, not a retry), or a
+    temporary 4.7.10 when the domain announces an MTA-STS policy we could not fetch (it
+    may protect the MX next time)."""
+    if mx_secure:
+        return None
+    policy = getattr(sts, "policy", None)
+    if policy is not None and policy.mode == "enforce":
+        return None
+    found = getattr(sts, "found", None)
+    if found is not None and found.error is not None:
+        return _local(451, "4.7.10", f"REQUIRETLS: the MX records of {domain} are not "
+                      f"DNSSEC-validated and its MTA-STS policy is not available "
+                      f"({found.error[1][:200]})")
+    why = "no MTA-STS policy" if policy is None else f"an MTA-STS policy in {policy.mode} mode"
+    return _local(550, "5.7.10", f"REQUIRETLS: the MX records of {domain} are not "
+                  f"DNSSEC-validated and it has {why}, so the MX hosts cannot be trusted "
+                  "(RFC 8689 4.2.1)")
+
+
 def _reply(r: ServerReply) -> Reply:
     return Reply(r.code, r.status, r.text[:500], remote=True)
 
@@ -211,7 +250,7 @@ class Deliverer:
         if route.kind == "local":
             return await self._deliver_local(message, data, domain, rcpts)
         result = DomainResult([])
-        security: dict[str, bool] = {}
+        security: dict[str, Any] = {}
         try:
             targets = await self._targets(route, domain, security)
         except _HostFailure as exc:
@@ -221,11 +260,20 @@ class Deliverer:
         port = route.port if route.kind == "relay" else self.settings.mx_port
         sts = None
         dane: dict[str, Any] = {}
+        if route.kind == "mx" and message.requiretls and _literal(domain) is not None:
+            return self._refused(result, domain, rcpts, _local(
+                550, "5.7.10", f"REQUIRETLS: {domain} is an address literal, whose server "
+                "cannot be authenticated (RFC 8689 4.2.1)"))
         if route.kind == "mx" and _literal(domain) is None:
             if self.dane is not None and (message.requiretls or not tls_required_no(data)):
                 dane = await self._dane_hosts(domain, targets, security, port, message)
             sts = await delivery_policy(self.mtasts, self.tlsrpt, domain,
                                         requiretls=message.requiretls, message=data)
+            if message.requiretls:
+                refusal = requiretls_mx_refusal(domain, security.get("", False), sts)
+                if refusal is not None:
+                    log.info("queue %s: %s: %s", message.id, domain, refusal)
+                    return self._refused(result, domain, rcpts, refusal)
             targets = [(h, a) if isinstance(a, _HostFailure) or (
                            h in dane and dane[h].authenticated) or sts.allows(h) else
                        (h, _HostFailure(_local(451, "4.7.5", f"MX host {h} is not allowed by "
@@ -271,25 +319,39 @@ class Deliverer:
             return _LOCAL_ROUTE
         return self.settings.route_for(domain)
 
+    def _refused(self, result: DomainResult, domain: str, rcpts: list[QueuedRecipient],
+                 reply: Reply) -> DomainResult:
+        """Every recipient of ``domain`` gets ``reply`` without a connection."""
+        result.attempts.append(Attempt(self.clock(), domain, "", "", reply))
+        result.outcomes = [Outcome(r, reply) for r in rcpts]
+        return result
+
     def _final_failure(self, failures: list[_HostFailure], message: QueuedMessage) -> Reply:
         if not failures:
             return _local(451, "4.4.1", "no mail exchanger could be tried")
         last = failures[-1].reply
         if message.requiretls and all(f.requiretls for f in failures):
-            return _local(550, "5.7.30", f"REQUIRETLS support required: {last.text}")
+            # RFC 8689 4.2.1: no MX host gave a path meeting REQUIRETLS; the message is
+            # not sent anywhere and a non-delivery notification goes back, with 5.7.30
+            # when a server lacked REQUIRETLS, else 5.7.10 (TLS could not be established
+            # or authenticated).
+            if last.status.endswith(".7.30"):
+                return _local(550, "5.7.30", f"REQUIRETLS support required: {last.text}")
+            return _local(550, "5.7.10", f"REQUIRETLS: encryption needed: {last.text}")
         if all(f.reply.permanent for f in failures):
             return last
         temp = [f.reply for f in failures if not f.reply.permanent]
         return temp[-1]
 
-    async def _dane_hosts(self, domain: str, targets: list, security: dict[str, bool],
+    async def _dane_hosts(self, domain: str, targets: list, security: dict[str, Any],
                           port: int, message: QueuedMessage) -> dict[str, Any]:
         """The DANE state of each resolved host (TLSA lookups run together); a host
         whose TLSA lookup failed becomes a host failure in ``targets`` (RFC 7672 2.1.1)."""
         hosts = [h for h, a in targets if not isinstance(a, _HostFailure)]
         found = await asyncio.gather(*(
             self.dane.host(domain, h, port, mx_secure=security.get("", False),
-                           addr_secure=security.get(h, False), recorder=self.tlsrpt)
+                           addr_secure=security.get(h, False),
+                           expanded=security.get(f"cname:{h}", ""), recorder=self.tlsrpt)
             for h in hosts))
         states = dict(zip(hosts, found))
         for i, (host, _addresses) in enumerate(targets):
@@ -303,11 +365,12 @@ class Deliverer:
         return states
 
     # ------------------------------------------------------------------ where to connect
-    async def _targets(self, route: Route, domain: str, security: dict[str, bool] | None = None
+    async def _targets(self, route: Route, domain: str, security: dict[str, Any] | None = None
                        ) -> list[tuple[str, list[str] | _HostFailure]]:
         """``[(host, addresses or the failure to resolve it)]`` in the order to try.
         ``security`` receives the DNSSEC status of the answers (``""``: the MX lookup,
-        else per host: its addresses), which DANE needs."""
+        else per host: its addresses), which DANE and REQUIRETLS need, and under
+        ``"cname:<host>"`` the CNAME-expanded name of a host that is an alias."""
         security = {} if security is None else security
         if route.kind == "relay":
             hosts = [MxHost(0, route.host)]
@@ -354,6 +417,8 @@ class Deliverer:
                     550, "5.4.4", f"host {host} has no address ({exc.describe})"))))
                 continue
             security[host] = addrs.secure
+            if addrs.canonical:
+                security[f"cname:{host}"] = addrs.canonical
             ordered = order_addresses(addrs, prefer_ipv6=self.settings.prefer_ipv6,
                                       ipv4=self.settings.ipv4, ipv6=self.settings.ipv6)
             if not ordered:
@@ -414,7 +479,10 @@ class Deliverer:
                 await client.ehlo(self.settings.hostname)
                 if (not client.tls and use_starttls and not plain_retry
                         and client.supports("STARTTLS")):
-                    await client.starttls(context, host)
+                    # SNI: the TLSA base domain when DANE authenticates (RFC 7672 8.1),
+                    # else the MX host (the name a verifying context checks).
+                    await client.starttls(context, dane.base if dane_auth and dane.base
+                                          else host)
                     if dane_auth:
                         await self._dane_check(client, dane, host, ip, message)
                     await client.ehlo(self.settings.hostname)

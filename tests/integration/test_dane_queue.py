@@ -6,8 +6,11 @@ the mail; a mismatch, a missing STARTTLS or a failed TLSA lookup defers it (451 
 4.7.10, nothing sent in clear); an unusable TLSA set still requires TLS; insecure answers
 mean no DANE; DANE wins over MTA-STS (RFC 8461 2) both ways; ``TLS-Required: No`` turns it
 off; REQUIRETLS accepts DANE authentication; TLS-RPT counts under the ``tlsa`` policy.
+CNAME MX hosts (RFC 7672 2.2.2): the expanded name's TLSA records first (its name sent as
+SNI), the MX name's when it has none, no DANE through an unvalidated CNAME.
 
-Ports: 22700-22799 (SMTP sinks and an HTTPS policy server; 127.0.0.1 and 127.0.0.2)."""
+Ports: from ``ports.free_port`` (SMTP sinks and an HTTPS policy server; 127.0.0.1 and
+127.0.0.2)."""
 
 from __future__ import annotations
 
@@ -338,4 +341,81 @@ def test_a_pooled_session_is_reused_only_under_the_same_records(pki):
         # (a DANE session is not lent to a delivery without DANE, nor the reverse).
         assert [len(x.messages) for x in sink.sessions] == [3, 1]
         assert s.policies() == {"tlsa": (1, []), "no-policy-found": (1, [])}
+    run(main())
+
+
+# ---------------------------------------------------------------------- CNAME MX hosts
+def cname_setup(*, at_target=None, at_alias=None, chain_secure: bool = True) -> Setup:
+    """mx.dest.test is a CNAME for smtp.provider.test (RFC 7672 2.2.2)."""
+    s = Setup(None)
+    zone = s.resolver.backend.zone
+    zone["mx.dest.test"] = {"CNAME": "smtp.provider.test", "secure": chain_secure}
+    zone["smtp.provider.test"] = {"A": "127.0.0.1", "secure": True}
+    if at_target is not None:
+        zone[f"_{s.port}._tcp.smtp.provider.test"] = {"TLSA": at_target, "secure": True}
+    if at_alias is not None:
+        zone[f"_{s.port}._tcp.mx.dest.test"] = {"TLSA": at_alias, "secure": True}
+    return s
+
+
+def sni_recording(ctx: ssl.SSLContext) -> list:
+    names: list = []
+    ctx.sni_callback = lambda _obj, name, _ctx: names.append(name)
+    return names
+
+
+def test_a_cname_mx_host_uses_the_tlsa_records_of_the_expanded_name(pki):
+    async def main():
+        # DANE-TA; the certificate names the provider's host (the expanded name).
+        ctx, _ = pki.context("smtp.provider.test")
+        _, other = pki.context("smtp.provider.test")
+        s = cname_setup(at_target=[tlsa(2, pki.inter)], at_alias=[tlsa(3, other)])
+        names = sni_recording(ctx)
+        async with s.sink(ctx) as sink:
+            await s.send()
+        assert sink.messages == [MESSAGE] and s.pending() == []
+        assert names == ["smtp.provider.test"]          # SNI: the TLSA base domain
+        assert s.policies() == {"tlsa": (1, [])}
+
+        # The expanded name's records win over the MX name's: a mismatch there defers
+        # even though the MX name's records would match.
+        ctx, cert = pki.context("smtp.provider.test")
+        s = cname_setup(at_target=[tlsa(3, other)], at_alias=[tlsa(3, cert)])
+        async with s.sink(ctx) as sink:
+            await s.send()
+        assert sink.messages == [] and s.reply()[:2] == [451, "4.7.5"]
+    run(main())
+
+
+def test_a_cname_mx_host_falls_back_to_the_tlsa_records_of_the_mx_name(pki):
+    async def main():
+        # No TLSA at the expanded name: the MX host name's DANE-TA record applies, and
+        # a certificate naming the MX host (not the provider's name) is accepted.
+        ctx, _ = pki.context("mx.dest.test")
+        names = sni_recording(ctx)
+        s = cname_setup(at_alias=[tlsa(2, pki.inter)])
+        async with s.sink(ctx) as sink:
+            await s.send()
+        assert sink.messages == [MESSAGE] and names == ["mx.dest.test"]
+        # A certificate for a third name fails the DANE-TA name check.
+        ctx, _ = pki.context("www.provider.test")
+        s = cname_setup(at_alias=[tlsa(2, pki.inter)])
+        async with s.sink(ctx) as sink:
+            await s.send()
+        assert sink.messages == [] and s.reply()[:2] == [451, "4.7.5"]
+        assert s.policies() == {"tlsa": (0, ["certificate-host-mismatch"])}
+    run(main())
+
+
+def test_an_unvalidated_cname_means_no_dane(pki):
+    async def main():
+        ctx, _ = pki.context("smtp.provider.test")
+        _, other = pki.context("smtp.provider.test")
+        s = cname_setup(at_target=[tlsa(3, other)], at_alias=[tlsa(3, other)],
+                        chain_secure=False)
+        async with s.sink(ctx) as sink:
+            await s.send()
+        # Opportunistic TLS as without DANE: the mismatching records are not used.
+        assert sink.messages == [MESSAGE] and all(x.tls for x in sink.sessions)
+        assert "tlsa" not in s.policies()
     run(main())

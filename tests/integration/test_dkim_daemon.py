@@ -4,16 +4,18 @@ AUTH) leaves through the queue to a smarthost sink signed with RSA-SHA256 and
 Ed25519-SHA256; both signatures verify, with our verifier and with dkimpy, against exactly
 the records the CLI printed (served by a fake DNS for ours, a lookup function for dkimpy).
 
-Ports: this test's listeners and sink use 22600-22799.
+With ``auth.dkim.sign.*`` set, the same path signs as configured (the SMTP worker hands
+``SignOptions`` to its ``LocalDelivery``): only the allowed algorithm, the chosen
+canonicalization and header list, an ``x=``; dkimpy still verifies.
+
+Ports: from the test range (``ports.free_port``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
@@ -24,29 +26,20 @@ import pytest
 from stalwart.dns import FakeBackend, Resolver
 from stalwart.mailauth import dkim
 
+from . import ports
 from . import test_queue_daemon as queue_tests
 from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
 CLI = [sys.executable, "-m", "stalwart.cli.main"]
-PORTS = (22600, 22699)
-SINK_PORTS = range(22700, 22800)
 
 
 def _port(taken: set[int]) -> int:
-    for _ in range(200):
-        port = random.randint(*PORTS)
-        if port in taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port in 22600-22699")
+    """A loopback port from the test range (``STALWART_TEST_PORTS``, ``ports.py``)."""
+    port = ports.free_port()
+    taken.add(port)
+    return port
 
 
 def _zone(text: str) -> dict:
@@ -56,8 +49,10 @@ def _zone(text: str) -> dict:
     return zone
 
 
-def test_submitted_mail_leaves_signed_with_the_keys_the_cli_printed(daemon, monkeypatch):
-    monkeypatch.setattr(queue_tests, "SINK_PORTS", SINK_PORTS)
+def _submit_signed(daemon, monkeypatch, config: str = "") -> tuple[bytes, dict]:
+    """Make example.org's keys with the CLI, submit a message from jane@example.org to a
+    remote address, and return what the smarthost sink received and the CLI's records."""
+    monkeypatch.setattr(queue_tests, "SINK_PORTS", [ports.free_port() for _ in range(3)])
     sink = queue_tests.Sink().start()
     try:
         taken: set[int] = set()
@@ -79,7 +74,7 @@ tls = "none"
 [certificate.default]
 cert = "%{{file:{daemon.root}/cert.pem}}%"
 private-key = "%{{file:{daemon.root}/key.pem}}%"
-""")
+{config}""")
         daemon.start()
 
         def cli(*args: str, stdin: bytes = b"") -> str:
@@ -111,17 +106,45 @@ private-key = "%{{file:{daemon.root}/key.pem}}%"
             client.login("jane", "jane-password")
             assert client.sendmail("jane@example.org", ["carol@remote.test"], message) == {}
         wait_for(lambda: sink.messages, timeout=30, message="the sink to receive the mail")
-        data = sink.messages[0].data
-        assert data.startswith(b"DKIM-Signature:")
-
-        results = asyncio.run(dkim.verify(data, Resolver(FakeBackend(zone))))
-        assert sorted((r.result, r.algorithm, r.domain) for r in results) == [
-            ("pass", "ed25519-sha256", "example.org"), ("pass", "rsa-sha256", "example.org")]
-
-        def lookup(name, timeout=5):
-            entry = zone.get(name.decode().rstrip("."))
-            return "".join(entry["TXT"]).encode() if entry else None
-        checker = dkimpy.DKIM(data)
-        assert checker.verify(idx=0, dnsfunc=lookup) and checker.verify(idx=1, dnsfunc=lookup)
+        return sink.messages[0].data, zone
     finally:
         sink.stop()
+
+
+def _dkimpy_lookup(zone: dict):
+    def lookup(name, timeout=5):
+        entry = zone.get(name.decode().rstrip("."))
+        return "".join(entry["TXT"]).encode() if entry else None
+    return lookup
+
+
+def test_submitted_mail_leaves_signed_with_the_keys_the_cli_printed(daemon, monkeypatch):
+    data, zone = _submit_signed(daemon, monkeypatch)
+    assert data.startswith(b"DKIM-Signature:")
+
+    results = asyncio.run(dkim.verify(data, Resolver(FakeBackend(zone))))
+    assert sorted((r.result, r.algorithm, r.domain) for r in results) == [
+        ("pass", "ed25519-sha256", "example.org"), ("pass", "rsa-sha256", "example.org")]
+
+    lookup = _dkimpy_lookup(zone)
+    checker = dkimpy.DKIM(data)
+    assert checker.verify(idx=0, dnsfunc=lookup) and checker.verify(idx=1, dnsfunc=lookup)
+
+
+def test_signing_options_from_the_config(daemon, monkeypatch):
+    data, zone = _submit_signed(daemon, monkeypatch, config="""
+[auth.dkim.sign]
+algorithms = ["rsa-sha256", "ed25519-sha256"]
+canonicalization = "simple/simple"
+headers = ["from", "subject", "message-id"]
+expire = "1d"
+""")
+    fields = re.findall(rb"^DKIM-Signature:(.*?)\r\n(?![ \t])", data, re.M | re.S)
+    assert len(fields) == 2
+    for field in fields:
+        tags = dict(t.split("=", 1) for t in re.sub(r"\s+", "", field.decode()).split(";") if t)
+        assert tags["c"] == "simple/simple" and tags["h"] == "from:subject:message-id:from"
+        assert int(tags["x"]) == int(tags["t"]) + 86400
+    lookup = _dkimpy_lookup(zone)
+    checker = dkimpy.DKIM(data)
+    assert checker.verify(idx=0, dnsfunc=lookup) and checker.verify(idx=1, dnsfunc=lookup)

@@ -1,9 +1,10 @@
 """MTA-STS over real sockets: the HTTPS policy fetch against a local server with a test
 CA, and the queue enforcing what it fetched against SMTP sinks on loopback (answers from
-the fake resolver). Also REQUIRETLS end to end in the queue (RFC 8689 4.2.1: verified TLS
-with the MX name, an MTA-STS policy used when there is one, a bounce rather than a
-downgrade; ``TLS-Required: No`` honoured without REQUIRETLS and ignored with it) and the
-TLS-RPT counts the deliveries leave.
+the fake resolver). Also REQUIRETLS end to end in the queue (RFC 8689 4.2.1: an MX
+answer DNSSEC-validated or covered by an enforce policy, verified TLS with the MX name,
+an MTA-STS policy used when there is one, a bounce rather than a downgrade;
+``TLS-Required: No`` honoured without REQUIRETLS and ignored with it) and the TLS-RPT
+counts the deliveries leave.
 
 Ports: 23200-23299 (HTTPS policy servers and SMTP sinks; 127.0.0.1 and 127.0.0.2)."""
 
@@ -232,10 +233,14 @@ ZONE = {
 
 
 class Setup:
-    def __init__(self, ca: LocalCA, *, policy: str | None = ENFORCE) -> None:
+    def __init__(self, ca: LocalCA, *, policy: str | None = ENFORCE,
+                 secure: bool = False) -> None:
         self.ca = ca
         self.https_port, self.smtp_port = free_port(), free_port()
         zone = dict(ZONE)
+        if secure:                       # dest.test signed: its MX and A answers have AD
+            for name in ("dest.test", "mx.dest.test", "evil.dest.test"):
+                zone[name] = {**zone[name], "secure": True}
         if policy is not None:
             zone.update(policy_zone())
         self.policy = policy
@@ -367,30 +372,74 @@ def test_tls_required_no_turns_mta_sts_off(ca):
 
 def test_requiretls_uses_a_testing_policy_and_bounces_rather_than_downgrades(ca):
     async def main():
+        # A testing policy does not make an unvalidated MX answer trustworthy (RFC 8689
+        # 4.2.1 asks for DNSSEC or MTA-STS enforce): refused before any connection.
         s = Setup(ca, policy=TESTING)
         good, evil = s.sinks(extensions=("REQUIRETLS",))
         async with s.policy_server(), good, evil:
-            # A testing policy is enforced for REQUIRETLS: evil.dest.test is skipped.
+            await s.send(requiretls=True)
+        assert good.sessions == [] and evil.sessions == [] and s.pending() == []
+        [dsn] = s.dsns()
+        assert "Status: 5.7.10" in dsn and "policy in testing mode" in dsn
+
+        # With a validated MX the testing policy is enforced for REQUIRETLS:
+        # evil.dest.test (not in the policy) is skipped.
+        s = Setup(ca, policy=TESTING, secure=True)
+        good, evil = s.sinks(extensions=("REQUIRETLS",))
+        async with s.policy_server(), good, evil:
             await s.send(requiretls=True)
             assert evil.sessions == [] and good.messages == [MESSAGE]
             assert any("REQUIRETLS" in c for c in good.commands)
         assert s.pending() == [] and s.dsns() == []
 
-        # No MX host the policy allows offers STARTTLS: bounced, never sent.
-        s = Setup(ca, policy=TESTING)
+        # No MX host the policy allows offers STARTTLS: bounced, never sent; "TLS-Required:
+        # No" is ignored for a REQUIRETLS message (RFC 8689 5).
+        s = Setup(ca, policy=TESTING, secure=True)
         good, evil = s.sinks(good_cert=None, extensions=("REQUIRETLS",))
         async with s.policy_server(), good, evil:
             await s.send(b"TLS-Required: No\r\n" + MESSAGE, requiretls=True)
         assert good.messages == [] and evil.sessions == []
         assert s.pending() == []
         [dsn] = s.dsns()
-        assert "Status: 5.7.30" in dsn and "Body line" not in dsn
+        assert "Status: 5.7.10" in dsn and "Body line" not in dsn
+    asyncio.run(main())
+
+
+def test_requiretls_trusts_an_unvalidated_mx_under_an_enforce_policy(ca):
+    async def main():
+        # No DNSSEC, but MTA-STS enforce names mx.dest.test: delivered there (verified TLS).
+        s = Setup(ca, policy=ENFORCE)
+        good, evil = s.sinks(extensions=("REQUIRETLS",))
+        async with s.policy_server(), good, evil:
+            await s.send(requiretls=True)
+        assert evil.sessions == [] and good.messages == [MESSAGE]
+        assert good.sessions[-1].tls and s.pending() == [] and s.dsns() == []
+
+        # The enforce policy names no MX host of the domain: nothing is sent, 5.7.10.
+        s = Setup(ca, policy=ENFORCE.replace("mx.dest.test", "elsewhere.dest.test"))
+        good, evil = s.sinks(extensions=("REQUIRETLS",))
+        async with s.policy_server(), good, evil:
+            await s.send(requiretls=True)
+        assert good.sessions == [] and evil.sessions == [] and s.pending() == []
+        [dsn] = s.dsns()
+        assert "Status: 5.7.10" in dsn and "not allowed by the MTA-STS policy" in dsn
+
+        # The domain announces a policy that cannot be fetched (the HTTPS server is down):
+        # the MX may yet turn out to be covered, so the message waits (4.7.10).
+        s = Setup(ca, policy=ENFORCE)
+        good, evil = s.sinks(extensions=("REQUIRETLS",))
+        async with good, evil:
+            await s.send(requiretls=True)
+        assert good.sessions == [] and evil.sessions == [] and s.dsns() == []
+        [entry] = s.pending()
+        assert entry["rcpt"][0]["s"] == "pending"
+        assert entry["rcpt"][0]["r"][:2] == [451, "4.7.10"]
     asyncio.run(main())
 
 
 def test_requiretls_needs_a_verified_certificate_without_mta_sts(ca):
     async def main():
-        s = Setup(ca, policy=None)
+        s = Setup(ca, policy=None, secure=True)
         good, evil = s.sinks(extensions=("REQUIRETLS",))
         evil.tls = ca.server_context("not-evil.test")          # name mismatch
         async with good, evil:
@@ -399,8 +448,8 @@ def test_requiretls_needs_a_verified_certificate_without_mta_sts(ca):
         assert evil.messages == [] and good.messages == [MESSAGE]
         assert evil.commands[:2] == ["EHLO mail.sender.test", "STARTTLS"]
         assert len(evil.commands) == 2                           # no clear-text retry
-        # Both hosts fail verification: a 5.7.30 bounce, no downgrade to clear text.
-        s = Setup(ca, policy=None)
+        # Both hosts fail verification: a 5.7.10 bounce, no downgrade to clear text.
+        s = Setup(ca, policy=None, secure=True)
         good, evil = s.sinks(good_cert="other.test", extensions=("REQUIRETLS",))
         evil.tls = ca.server_context("not-evil.test")
         async with good, evil:
@@ -408,7 +457,7 @@ def test_requiretls_needs_a_verified_certificate_without_mta_sts(ca):
         assert good.messages == [] and evil.messages == []
         assert all(c in ("EHLO mail.sender.test", "STARTTLS") for c in good.commands + evil.commands)
         [dsn] = s.dsns()
-        assert "Status: 5.7.30" in dsn
+        assert "Status: 5.7.10" in dsn
     asyncio.run(main())
 
 

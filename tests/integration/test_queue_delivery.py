@@ -1,8 +1,11 @@
 """The queue delivering to a real SMTP server on loopback (a minimal sink written here,
-ports 27025-27029), with MX answers from the fake resolver: pipelined delivery with DSN
-parameters passed on, connection reuse, 4xx then a retry, 5xx then a failure DSN,
-opportunistic STARTTLS, REQUIRETLS refused without TLS, null MX, a smarthost with AUTH,
-IPv6 falling back to IPv4, and a delay DSN."""
+on ports from ``ports.free_port``), with MX answers from the fake resolver: pipelined
+delivery with DSN parameters passed on, connection reuse, 4xx then a retry, 5xx then a
+failure DSN, opportunistic STARTTLS, null MX, a smarthost with AUTH, IPv6 falling back to
+IPv4, and a delay DSN. REQUIRETLS (RFC 8689 4.2.1): refused without REQUIRETLS at the
+server (5.7.30), without a DNSSEC-validated MX answer (5.7.10, nothing sent; a validated
+implicit MX is enough), or with a certificate that does not verify (5.7.10); delivered
+over verified TLS otherwise."""
 
 from __future__ import annotations
 
@@ -27,7 +30,10 @@ from stalwart.queue import (MemoryQueueStore, Queue, QueuedRecipient, QueueSetti
 from stalwart.queue.delivery import verified_context
 from stalwart.store.blobs import MemoryBlobStore
 
-PORT = 27025
+from . import ports
+
+# Loopback ports from the test range (``STALWART_TEST_PORTS``), one per sink.
+PORT, PORT1, PORT2, PORT3, PORT4 = (ports.free_port() for _ in range(5))
 MESSAGE = (b"From: a@sender.test\r\nTo: b@dest.test\r\nSubject: hello\r\n\r\n"
            b"Body line\r\n.leading dot\r\n")
 
@@ -314,11 +320,21 @@ def make_cert(name: str, directory: Path) -> tuple[ssl.SSLContext, str]:
     return ctx, str(cert_path)
 
 
+#: ZONE as a validating resolver answers it for a signed dest.test: the AD bit on the MX
+#: and address answers (what REQUIRETLS needs without MTA-STS, RFC 8689 4.2.1).
+SECURE_ZONE = {**ZONE, "dest.test": {**ZONE["dest.test"], "secure": True},
+               "mx.dest.test": {**ZONE["mx.dest.test"], "secure": True}}
+
+
+def dsn_reports(store, blobs) -> list[str]:
+    return [blobs.get(m["blob"]).decode() for m in store.queue_list() if not m["from"]]
+
+
 def test_opportunistic_starttls_and_requiretls():
     async def main():
         with tempfile.TemporaryDirectory() as tmp:
             server_ctx, ca = make_cert("mx.dest.test", Path(tmp))
-            queue, store, blobs = make_queue(ZONE, tls_verified=verified_context(ca))
+            queue, store, blobs = make_queue(SECURE_ZONE, tls_verified=verified_context(ca))
             async with Sink(PORT, tls=server_ctx) as sink:
                 await queue.enqueue(MESSAGE, return_path="a@sender.test",
                                     recipients=["b@dest.test"])
@@ -335,7 +351,8 @@ def test_opportunistic_starttls_and_requiretls():
                 report = blobs.get(dsn[0]["blob"]).decode()
                 assert "Status: 5.7.30" in report and "Body line" not in report
                 await store.queue_delete(dsn[0]["id"])
-                # Offering REQUIRETLS (certificate verified against mx.dest.test): delivered.
+                # Offering REQUIRETLS (certificate verified against mx.dest.test, the MX
+                # answer DNSSEC-validated): delivered.
                 sink.extensions.append("REQUIRETLS")
                 await queue.pool.close()
                 await queue.enqueue(MESSAGE, return_path="a@sender.test", requiretls=True,
@@ -348,13 +365,82 @@ def test_opportunistic_starttls_and_requiretls():
     asyncio.run(main())
 
 
+def test_requiretls_refused_when_the_mx_answer_is_not_validated():
+    """RFC 8689 4.2.1: without DNSSEC on the MX answer and without an MTA-STS policy in
+    enforce mode, a REQUIRETLS message goes to no host; the sender gets 5.7.10."""
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            server_ctx, ca = make_cert("mx.dest.test", Path(tmp))
+            # mx.dest.test is signed (its own domain: an implicit MX), dest.test is not.
+            zone = {**ZONE, "mx.dest.test": {"A": "127.0.0.1", "secure": True}}
+            queue, store, blobs = make_queue(zone, tls_verified=verified_context(ca))
+            async with Sink(PORT, tls=server_ctx,
+                            extensions=("PIPELINING", "SIZE 1000000", "REQUIRETLS")) as sink:
+                qid = await queue.enqueue(MESSAGE, return_path="a@sender.test",
+                                          requiretls=True,
+                                          recipients=["b@dest.test", "c@[127.0.0.1]"])
+                await queue.run_due()
+                assert sink.sessions == []                   # no host was even tried
+                assert queue.get(qid) is None                # failed for good
+                [report] = dsn_reports(store, blobs)
+                assert report.count("Status: 5.7.10") == 2
+                assert "dest.test are not DNSSEC-validated" in report
+                assert "no MTA-STS policy" in report and "address literal" in report
+                assert "Body line" not in report             # headers only (RFC 8689 4.3)
+                for m in store.queue_list():
+                    await store.queue_delete(m["id"])
+                # The same message without REQUIRETLS is delivered (verified TLS or not).
+                await queue.enqueue(MESSAGE, return_path="a@sender.test",
+                                    recipients=["b@dest.test"])
+                await queue.run_due()
+                assert sink.messages == [MESSAGE]
+                # A validated implicit MX (no MX records, signed A) is protected.
+                await queue.pool.close()
+                await queue.enqueue(MESSAGE, return_path="a@sender.test", requiretls=True,
+                                    recipients=["x@mx.dest.test"])
+                await queue.run_due()
+                await queue.pool.close()
+            assert store.queue_list() == []
+            assert sink.messages == [MESSAGE, MESSAGE] and sink.sessions[-1].tls
+            assert "REQUIRETLS" in sink.sessions[-1].commands[3]
+    asyncio.run(main())
+
+
+def test_requiretls_refused_when_the_certificate_is_not_verified():
+    """A validated MX, but the server's certificate names another host: no clear-text
+    retry, no unchecked TLS, the message bounces with 5.7.10; a certificate that does
+    not chain to a trusted CA is the same."""
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "trusted").mkdir()
+            # The trusted certificate names other.test; the one for mx.dest.test is
+            # self-signed by a key nobody trusts.
+            wrong_ctx, ca = make_cert("other.test", Path(tmp) / "trusted")
+            right_ctx, _untrusted = make_cert("mx.dest.test", Path(tmp))
+            queue, store, blobs = make_queue(SECURE_ZONE, tls_verified=verified_context(ca))
+            ext = ("PIPELINING", "SIZE 1000000", "REQUIRETLS")
+            for ctx in (wrong_ctx, right_ctx):
+                async with Sink(PORT, tls=ctx, extensions=ext) as sink:
+                    qid = await queue.enqueue(MESSAGE, return_path="a@sender.test",
+                                              requiretls=True, recipients=["b@dest.test"])
+                    await queue.run_due()
+                    await queue.pool.close()
+                assert sink.messages == [] and queue.get(qid) is None
+                assert sink.commands == ["EHLO mail.sender.test", "STARTTLS"]
+                [report] = dsn_reports(store, blobs)
+                assert "Status: 5.7.10" in report and "Body line" not in report
+                for m in store.queue_list():
+                    await store.queue_delete(m["id"])
+    asyncio.run(main())
+
+
 def test_smarthost_with_auth_and_ipv6_fallback():
     async def main():
-        route = Route(kind="relay", host="relay.test", port=PORT + 1, tls="none",
+        route = Route(kind="relay", host="relay.test", port=PORT1, tls="none",
                       username="user", password="secret", allow_plaintext_auth=True)
         zone = {"relay.test": {"A": "127.0.0.1", "AAAA": "::1"}}
         queue, store, _ = make_queue(zone, routes={"*": route})
-        async with Sink(PORT + 1, auth=("user", "secret")) as sink:
+        async with Sink(PORT1, auth=("user", "secret")) as sink:
             await queue.enqueue(MESSAGE, return_path="a@sender.test",
                                 recipients=["someone@anywhere.example"])
             await queue.run_due()
@@ -368,10 +454,10 @@ def test_smarthost_with_auth_and_ipv6_fallback():
 
 def test_smarthost_bad_credentials_defer_instead_of_bouncing():
     async def main():
-        route = Route(kind="relay", host="127.0.0.1", port=PORT + 2, tls="none",
+        route = Route(kind="relay", host="127.0.0.1", port=PORT2, tls="none",
                       username="user", password="wrong", allow_plaintext_auth=True)
         queue, store, _ = make_queue({}, routes={"*": route})
-        async with Sink(PORT + 2, auth=("user", "secret")) as sink:
+        async with Sink(PORT2, auth=("user", "secret")) as sink:
             qid = await queue.enqueue(MESSAGE, return_path="a@sender.test",
                                       recipients=["x@anywhere.example"])
             await queue.run_due()
@@ -388,13 +474,13 @@ def test_delay_dsn_once_then_expiry_bounce():
         zone = {"down.test": {"MX": [(10, "mx.down.test")]}, "mx.down.test": {"A": "127.0.0.1"},
                 "sender.test": {"MX": [(10, "mx.sender.test")]},
                 "mx.sender.test": {"A": "127.0.0.1"}}
-        # Nothing listens on PORT + 3 for down.test; the sender's MX is a sink on PORT + 4
+        # Nothing listens on PORT3 for down.test; the sender's MX is a sink on PORT4
         # reached through a route so the DSNs can be delivered and inspected.
         routes = {"*": Route(), "sender.test": Route(kind="relay", host="127.0.0.1",
-                                                     port=PORT + 4, tls="none")}
-        queue, store, _ = make_queue(zone, clock=clock, port=PORT + 3, routes=routes,
+                                                     port=PORT4, tls="none")}
+        queue, store, _ = make_queue(zone, clock=clock, port=PORT3, routes=routes,
                                      notify_delay=3600.0, expire=4 * 3600.0)
-        async with Sink(PORT + 4) as sender_mx:
+        async with Sink(PORT4) as sender_mx:
             qid = await queue.enqueue(MESSAGE, return_path="a@sender.test",
                                       recipients=["z@down.test"])
             for _ in range(12):

@@ -335,3 +335,84 @@ print("cryptography" in sys.modules)
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------- CNAME MX hosts
+def cname_zone(*, chain_secure=True, at_target=None, at_alias=None,
+               target_secure=True) -> dict:
+    """mx.dest.test is a CNAME for smtp.provider.test (RFC 7672 2.2.2)."""
+    z = {"dest.test": {"MX": [(10, "mx.dest.test")], "secure": True},
+         "mx.dest.test": {"CNAME": "smtp.provider.test", "secure": chain_secure},
+         "smtp.provider.test": {"A": "127.0.0.1", "secure": True}}
+    if at_target is not None:
+        z["_25._tcp.smtp.provider.test"] = {"TLSA": at_target, "secure": target_secure}
+    if at_alias is not None:
+        z["_25._tcp.mx.dest.test"] = {"TLSA": at_alias, "secure": True}
+    return z
+
+
+async def cname_state(z: dict) -> DaneHost:
+    resolver = Resolver(FakeBackend(z))
+    mx = await resolver.mx_hosts("dest.test")
+    addrs = await resolver.addresses("mx.dest.test")
+    return await Dane(resolver, ta_supported=True).host(
+        "dest.test", "mx.dest.test", 25, mx_secure=mx.secure, addr_secure=addrs.secure,
+        expanded=addrs.canonical)
+
+
+TLSA_OTHER = (3, 1, 1, "33" * 32)
+
+
+@pytest.mark.parametrize("z,state,base,records", [
+    # The expanded name first...
+    (cname_zone(at_target=[TLSA_OK], at_alias=[TLSA_OTHER]), "usable", "smtp.provider.test",
+     [TLSA_OK]),
+    # ... then the MX host name when the expanded name has none.
+    (cname_zone(at_alias=[TLSA_OTHER]), "usable", "mx.dest.test", [TLSA_OTHER]),
+    # Records at the expanded name that did not validate count as none there.
+    (cname_zone(at_target=[TLSA_OK], at_alias=[TLSA_OTHER], target_secure=False), "usable",
+     "mx.dest.test", [TLSA_OTHER]),
+    (cname_zone(at_target=[PKIX]), "unusable", "smtp.provider.test", [PKIX]),
+    (cname_zone(), "none", "mx.dest.test", []),
+    # A CNAME that did not validate makes the address answer insecure: no DANE at all.
+    (cname_zone(chain_secure=False, at_target=[TLSA_OK], at_alias=[TLSA_OK]), "none",
+     "mx.dest.test", []),
+])
+def test_tlsa_records_of_a_cname_mx_host(z, state, base, records):
+    got = asyncio.run(cname_state(z))
+    assert got.state == state and got.base == base
+    assert [(r.usage, r.selector, r.mtype, r.data.hex()) for r in got.records] == records
+    if state != "none":
+        # Reference identifiers: the base domain, the expanded name and the MX host name.
+        assert set(got.names) == {"smtp.provider.test", "mx.dest.test"}
+        assert got.names[0] == base
+
+
+def test_tlsa_lookup_failure_at_the_expanded_name_is_an_error():
+    z = cname_zone(at_alias=[TLSA_OK])
+    z["_25._tcp.smtp.provider.test"] = TEMPFAIL
+    got = asyncio.run(cname_state(z))
+    assert got.state == "error" and "_25._tcp.smtp.provider.test" in got.reason
+
+
+def test_dane_ta_accepts_the_expanded_and_the_original_name(pki):
+    _root, inter, _leaf = pki
+    chain_for = {}
+    for name in ("smtp.provider.test", "mx.dest.test", "other.test"):
+        leaf, _ = make_cert(name, issuer=inter, san=[name])
+        chain_for[name] = [der(leaf), der(inter[0])]
+    record = TLSA(2, 0, 1, hashlib.sha256(der(inter[0])).digest())
+    host = DaneHost("dest.test", "mx.dest.test", state="usable", records=(record,),
+                    usable=(record,), base="smtp.provider.test",
+                    names=("smtp.provider.test", "mx.dest.test"))
+    for name in ("smtp.provider.test", "mx.dest.test"):
+        assert "DANE-TA" in verify_certificates(chain_for[name], host.usable, host.names)
+    # The name check of a host without CNAME stays with the MX host name only.
+    plain = DaneHost("dest.test", "mx.dest.test", state="usable", records=(record,),
+                     usable=(record,))
+    with pytest.raises(DaneError):
+        verify_certificates(chain_for["smtp.provider.test"], plain.usable,
+                            list(plain.names or (plain.host,)))
+    with pytest.raises(DaneError) as e:
+        verify_certificates(chain_for["other.test"], host.usable, host.names)
+    assert e.value.kind == "certificate-host-mismatch"

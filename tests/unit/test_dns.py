@@ -209,3 +209,30 @@ def test_names_and_nameserver_addresses():
     for bad in ("example.com", "[::1", "1.2.3.4:0", "1.2.3.4:99999"):
         with pytest.raises(ValueError):
             parse_nameserver(bad)
+
+
+def test_cname_chains_give_the_canonical_name_and_their_dnssec_status():
+    zone = {"mx.dest.test": {"CNAME": "alias.provider.test", "secure": True},
+            "alias.provider.test": {"CNAME": "smtp.provider.test.", "secure": True},
+            "smtp.provider.test": {"A": "192.0.2.7", "secure": True},
+            "weak.dest.test": {"CNAME": "smtp.provider.test"},          # unsigned link
+            "dangling.dest.test": {"CNAME": "nowhere.test", "secure": True},
+            "loop1.test": {"CNAME": "loop2.test"}, "loop2.test": {"CNAME": "loop1.test"}}
+    resolver = Resolver(FakeBackend(zone))
+
+    async def main():
+        addrs = await resolver.addresses("mx.dest.test")
+        assert addrs.ipv4 == ("192.0.2.7",) and addrs.secure
+        assert addrs.host == "mx.dest.test" and addrs.canonical == "smtp.provider.test"
+        answer = await resolver.a("mx.dest.test")
+        assert answer.canonical == "smtp.provider.test" and answer.secure
+        # A chain with one unvalidated link is not secure, whatever its end.
+        weak = await resolver.addresses("weak.dest.test")
+        assert weak.canonical == "smtp.provider.test" and not weak.secure
+        # The target itself: no alias.
+        assert (await resolver.addresses("smtp.provider.test")).canonical == ""
+        with pytest.raises(NxDomain):
+            await resolver.addresses("dangling.dest.test")
+        with pytest.raises(TempFail, match="CNAME chain too long"):
+            await resolver.a("loop1.test")
+    asyncio.run(main())
