@@ -19,6 +19,8 @@
     stalwart-cli queue retry ID           # attempt delivery now
     stalwart-cli queue cancel ID          # remove it without notifying anyone
     stalwart-cli dkim create|list|dns|delete DOMAIN   # signing keys (stalwart.cli.dkim)
+    stalwart-cli alias create info@example.org --to a@example.org --to b@remote.example
+    stalwart-cli alias list [--domain D] | show A | update A --to T... | delete A
     stalwart-cli hash [PASSWORD]          # an argon2 hash for the config file
 
 Where the server is (first that applies): ``--url https://host:port`` (TCP/TLS with
@@ -42,6 +44,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import alias as alias_cli
 from . import dkim as dkim_cli
 from . import output
 from .client import (EXIT_ERROR, EXIT_INVALID, EXIT_OK, ApiClient, CliError, Target,
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stalwart-cli", description="Manage the domains, accounts and outbound queue "
                                          "of a running Stalwart server.")
     _common(parser, top=True)
-    sub = parser.add_subparsers(dest="area", required=True, metavar="{domain,account,queue,dkim,hash}")
+    sub = parser.add_subparsers(dest="area", required=True, metavar="{domain,account,alias,queue,dkim,hash}")
 
     def leaf(parent, name: str, help_text: str, *,
              admin_password: bool = True) -> argparse.ArgumentParser:
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=_positive)
 
     dkim_cli.add_parser(sub, leaf)
+    alias_cli.add_parser(sub, leaf)
 
     p = sub.add_parser("hash", help="print an argon2 hash of a password for the config file")
     p.add_argument("password", nargs="?", help="the password (prompted for if omitted)")
@@ -380,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         client = ApiClient(_target(args))
         handler = {"domain": _domain, "account": _account, "queue": _queue,
-                   "dkim": dkim_cli.run}[args.area]
+                   "dkim": dkim_cli.run, "alias": alias_cli.run}[args.area]
         data, text = handler(client, args)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))

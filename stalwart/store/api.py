@@ -267,6 +267,35 @@ class Store:
     def is_local_domain(self, domain: str) -> bool:
         return reader.is_local_domain(self.kv, domain)
 
+    # ------------------------------------------------------------------ forwarding aliases
+    # Records and rules: stalwart/store/ops/forward.py.
+    def resolve_recipient(self, address: str) -> dict | None:
+        """``{"account": id}``, an expanded forward ``{"forward", "accounts", "remote"}``,
+        or None (see ``reader.resolve_recipient``)."""
+        return reader.resolve_recipient(self.kv, address)
+
+    async def forward_create(self, address: str, targets: list[str]) -> dict:
+        return await self._write("forward_create", address=address,
+                                 targets=list(targets) if isinstance(targets, (list, tuple))
+                                 else targets)
+
+    async def forward_update(self, address: str, targets: list[str]) -> dict:
+        return await self._write("forward_update", address=address,
+                                 targets=list(targets) if isinstance(targets, (list, tuple))
+                                 else targets)
+
+    async def forward_delete(self, address: str) -> None:
+        await self._write("forward_delete", address=address)
+
+    def get_forward(self, address: str) -> dict | None:
+        return reader.get_forward(self.kv, address)
+
+    def list_forwards(self, domain: str | None = None) -> list[dict]:
+        return reader.list_forwards(self.kv, domain)
+
+    def expand_forward(self, address: str):
+        return reader.expand_forward(self.kv, address)
+
     async def authenticate(self, login: str, password: str) -> dict | None:
         """The account for ``login`` (its name or any of its addresses) if ``password`` is
         right and the account is enabled; else None. Hash checking runs in a thread."""

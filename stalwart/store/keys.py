@@ -14,6 +14,7 @@ DOMAIN      0x02  domain (lowercase, IDNA ascii)             {"catch_all", "alia
 PRINCIPAL   0x03  account u32                                {"name","secret","emails",...}
 NAME_IDX    0x04  login name (lowercase utf-8)               account u32
 EMAIL_IDX   0x05  domain 0x00 local-part (lowercase)         account u32
+FORWARD     0x06  domain 0x00 local-part (lowercase)         {"address","targets",...} (ops/forward.py)
 ACCOUNT     0x07  account u32                                counters and collection states
 MAILBOX     0x10  account u32, mailbox u32                   {"name","parent","role",...}
 MAILBOX_UID 0x11  account u32, mailbox u32, uid u32          email u32
@@ -48,6 +49,7 @@ DOMAIN = b"\x02"
 PRINCIPAL = b"\x03"
 NAME_IDX = b"\x04"
 EMAIL_IDX = b"\x05"
+FORWARD = b"\x06"     # forwarding aliases: an address -> target addresses (ops/forward.py)
 ACCOUNT = b"\x07"
 MAILBOX = b"\x10"
 MAILBOX_UID = b"\x11"
@@ -114,6 +116,16 @@ def email_idx(address: str) -> bytes:
 
 def email_idx_domain_prefix(dom: str) -> bytes:
     return EMAIL_IDX + dom.lower().encode("utf-8") + b"\x00"
+
+
+def forward(address: str) -> bytes:
+    """The FORWARD key of a normalized address (same layout as EMAIL_IDX)."""
+    local, _, dom = address.lower().rpartition("@")
+    return FORWARD + dom.encode("utf-8") + b"\x00" + local.encode("utf-8")
+
+
+def forward_domain_prefix(dom: str) -> bytes:
+    return FORWARD + dom.lower().encode("utf-8") + b"\x00"
 
 
 def email_from_idx(key: bytes) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from . import keys
 from .engine import normalize_address, normalize_domain, unpack
 from .ops.directory import public_account
+from .ops import forward as _forward
 from .errors import StoreError
 
 COLLECTIONS = ("Email", "Mailbox", "Thread")
@@ -88,29 +89,56 @@ def resolve_address(kv, address: str) -> int | None:
     """The account that receives mail for ``address``, or None.
 
     Order: the exact address; the same local part in the target of an alias domain;
-    sub-addressing (``user+tag@`` -> ``user@``); the domain's catch-all account.
+    sub-addressing (``user+tag@`` -> ``user@``); the domain's catch-all. An address that
+    is a forwarding alias (``ops/forward.py``) has no account: None (``resolve_recipient``
+    tells it apart), never the catch-all.
     """
     try:
         address = normalize_address(address)
     except StoreError:
         return None
-    local, _, dom = address.rpartition("@")
-    record = _load(kv, keys.domain(dom))
-    if record is None:
+    found = _forward.resolve(kv.get, address)
+    return found[1] if found is not None and found[0] == "account" else None
+
+
+def resolve_recipient(kv, address: str) -> dict | None:
+    """Where mail for ``address`` goes: ``{"account": id}``, or for a forwarding alias
+    ``{"forward": address, "accounts": [[target, id], ...], "remote": [addresses]}``
+    (expanded, ``ops.forward.expand``), or None. A forward whose expansion is empty
+    (every target gone) is None too: nobody receives its mail."""
+    try:
+        address = normalize_address(address)
+    except StoreError:
         return None
-    if record.get("alias_of"):
-        dom = record["alias_of"]
-        record = _load(kv, keys.domain(dom))
-        if record is None:
-            return None
-    candidates = [f"{local}@{dom}"]
-    if "+" in local and not local.startswith("+"):
-        candidates.append(f"{local.split('+', 1)[0]}@{dom}")
-    for candidate in candidates:
-        raw = kv.get(keys.email_idx(candidate))
-        if raw is not None:
-            return keys.read_u32(raw)
-    return record.get("catch_all")
+    found = _forward.resolve(kv.get, address)
+    if found is None:
+        return None
+    if found[0] == "account":
+        return {"account": found[1]}
+    expansion = _forward.expand(kv.get, found[1])
+    if not expansion.accounts and not expansion.remote:
+        return None
+    return expansion.as_target()
+
+
+def get_forward(kv, address: str) -> dict | None:
+    """The forwarding alias record of exactly ``address`` (no alias-domain mapping)."""
+    try:
+        address = normalize_address(address)
+    except StoreError:
+        return None
+    return _load(kv, keys.forward(address))
+
+
+def list_forwards(kv, domain: str | None = None) -> list[dict]:
+    prefix = keys.FORWARD if domain is None else keys.forward_domain_prefix(normalize_domain(domain))
+    return [unpack(v) for _, v in _scan_prefix(kv, prefix)]
+
+
+def expand_forward(kv, address: str) -> "_forward.Expansion | None":
+    """The full expansion of one forwarding alias (with what it skipped), or None."""
+    record = get_forward(kv, address)
+    return None if record is None else _forward.expand(kv.get, record)
 
 
 def is_local_domain(kv, domain: str) -> bool:

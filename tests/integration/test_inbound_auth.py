@@ -36,8 +36,7 @@ HOST = "mx.test.invalid"
 
 
 @pytest.fixture
-def dns(monkeypatch, tmp_path):
-    monkeypatch.setenv("STALWART_TEST_PORTS", "22800-22999")     # this suite's ports
+def dns(tmp_path):
     server = DnsServer(tmp_path / "dns")
     yield server
     server.stop()

@@ -34,8 +34,7 @@ LOGO = "https://peer.test/brand/logo.svg"
 
 
 @pytest.fixture
-def setup(daemon, monkeypatch, tmp_path):
-    monkeypatch.setenv("STALWART_TEST_PORTS", "22800-22999")       # this suite's ports
+def setup(daemon, tmp_path):
     dns = DnsServer(tmp_path / "dns")
     dns.zone("peer.test", [("@", "MX", "10 mx"), ("mx", "A", "127.0.0.1"),
                            ("mx", "TXT", "v=spf1 a -all"),

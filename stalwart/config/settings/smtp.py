@@ -179,3 +179,10 @@ declare("smtp.deduplicate.window", Duration(), """
     Messages without a Message-ID are never deduplicated. `0` turns this off. The default
     matches how long senders usually retry (5 days).""",
     section="smtp", default="5d")
+
+# ---------------------------------------------------------------------- loops
+declare("smtp.hop-limit", Int(min=0, max=10_000), """
+    Most `Received` fields a message may carry: one with more is refused for every
+    recipient with `554 5.4.6`, before anything is stored or queued (RFC 5321 6.3 loop
+    detection; it ends a forwarding loop between servers). `0` turns the check off.""",
+    section="smtp", default=100)

@@ -48,6 +48,10 @@ DKIM signing keys (list, create, delete; responses carry the DNS record to publi
 the private key): ``GET|POST /api/dkim/{domain}``, ``GET /api/dkim``,
 ``DELETE /api/dkim/{domain}/{selector}``, described in ``stalwart.http.api.dkim``.
 
+Forwarding aliases (an address whose mail goes to local and remote targets):
+``GET|POST /api/aliases``, ``GET|PUT|DELETE /api/aliases/{address}``, described in
+``stalwart.http.api.forward``.
+
 Errors: ``{"error": code, "detail": message}`` with 400 invalid / invalid_json /
 bad_query, 401 unauthorized, 403 forbidden, 404 not_found, 405, 409 exists / in_use /
 conflict / over_quota, 413 too_large, 415, 503 unavailable.
@@ -63,6 +67,7 @@ from ..server import StoreHandle
 from .endpoints import ManagementApi
 from .queue import QueueApi
 from .dkim import DkimApi
+from .forward import ForwardApi
 
 
 def build_router(config: Any, store: StoreHandle, *,
@@ -93,4 +98,10 @@ def build_router(config: Any, store: StoreHandle, *,
     router.add("GET", "/dkim/{domain}", g(dkim.list_domain))
     router.add("POST", "/dkim/{domain}", g(dkim.create))
     router.add("DELETE", "/dkim/{domain}/{selector}", g(dkim.delete))
+    aliases = ForwardApi(config, api)       # forwarding aliases: stalwart/http/api/forward.py
+    router.add("GET", "/aliases", g(aliases.list_aliases))
+    router.add("POST", "/aliases", g(aliases.create))
+    router.add("GET", "/aliases/{address}", g(aliases.get))
+    router.add("PUT", "/aliases/{address}", g(aliases.update))
+    router.add("DELETE", "/aliases/{address}", g(aliases.delete))
     return router

@@ -42,6 +42,11 @@ any recipient was), which makes two rules necessary:
   every MTA chooses (RFC 5321 6.1); the two commits are not one atomic store operation.
 
 When the store offers no queue (``queue_put``), remote recipients get 451 4.3.2.
+
+Before anything else a message with more than ``hop_limit`` Received fields is refused
+(554 5.4.6, ``forward.hop_limit_reply``); recipients that are forwarding aliases are
+expanded by ``forward.deliver``, which calls ``deliver_checked`` (everything after the
+inbound checks) on the expanded recipients and queues the ARC-sealed remote copies.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from typing import Any
 
 from stalwart.store.errors import StoreError
 
-from . import codes
+from . import codes, forward
 from .codes import Reply
 from .events import Deliver, Envelope, Recipient, Session
 
@@ -151,6 +156,11 @@ class LocalDelivery:
         #: ``stalwart.mailauth.inbound.InboundAuth``: SPF/DKIM/DMARC for mail from
         #: clients that did not authenticate (None: no checks).
         self.inbound = inbound
+        #: ``stalwart.mailauth.signopts.SignOptions`` of relayed mail (``auth.dkim.sign.*``;
+        #: None: the defaults).
+        self.dkim_sign: Any = None
+        #: More ``Received`` fields than this refuse the message (``smtp.hop-limit``).
+        self.hop_limit = forward.DEFAULT_HOP_LIMIT
         #: Called after a queue entry is committed (``stalwart.queue.control.QueueWaker``):
         #: the queue process starts its first attempt at once rather than at its next poll.
         self.wake_queue: Any = None
@@ -167,6 +177,10 @@ class LocalDelivery:
         envelope, session = event.envelope, event.session
         rcpts = envelope.recipients
         junk = False
+        verdict = None
+        hops = forward.hop_limit_reply(event.message, self.hop_limit)     # RFC 5321 6.3
+        if hops is not None:
+            return [hops] * len(rcpts)
         if self.inbound is not None and not session.authenticated and not session.lmtp:
             from stalwart.mailauth.inbound import run_inbound
             verdict = await run_inbound(self.inbound, self.store, event)
@@ -178,8 +192,19 @@ class LocalDelivery:
             # Submission is not checked, but it may not forge our verdicts either.
             from stalwart.mailauth.inbound import strip_forged
             event = Deliver(session, envelope, strip_forged(self.inbound, event.message))
-        queue_id = self._queue_id()
-        now = time.time()
+        if forward.has_forwards(rcpts):             # forwarding aliases: forward.py
+            return await forward.deliver(self, event, junk=junk, verdict=verdict)
+        return await self.deliver_checked(event, junk=junk)
+
+    async def deliver_checked(self, event: Deliver, *, junk: bool = False,
+                              queue_id: str | None = None,
+                              now: float | None = None) -> list[Reply]:
+        """Deliver a message that passed the checks of ``deliver`` (no forwarding
+        aliases among its recipients: ``forward.deliver`` expands them first)."""
+        envelope, session = event.envelope, event.session
+        rcpts = envelope.recipients
+        queue_id = queue_id or self._queue_id()
+        now = now if now is not None else time.time()
         received = received_header(session, envelope, self.hostname, queue_id, now)
         replies: list[Reply | None] = [None] * len(rcpts)
         accepted = codes.MESSAGE_ACCEPTED.with_text(f"Message accepted for delivery, id {queue_id}")
@@ -269,8 +294,8 @@ class LocalDelivery:
             # failures is not signed: a forged From must never come back signed by us.
             from stalwart.mailauth.keys import sign_outbound
             try:
-                message = sign_outbound(self.store, message, now=now,
-                                        allowed=signer_domains)
+                message = sign_outbound(self.store, message, now=now, allowed=signer_domains,
+                                        options=self.dkim_sign)
             except Exception:               # never lose mail over a signature
                 log.exception("smtp: DKIM signing failed; the message goes out unsigned")
         blob = await self.store.blobs.put_async(message)

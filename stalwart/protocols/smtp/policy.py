@@ -31,6 +31,15 @@ The rules (never an open relay, RFC 5321 3.6.2 and 7.1)
    addresses, via alias domains and sub-addressing, never through a catch-all; the null
    path is refused (553 5.7.1). Unauthenticated senders are accepted here (SPF, DKIM and
    DMARC judge them later).
+8. A forwarding alias (``store.resolve_recipient``, ``stalwart/store/ops/forward.py``)
+   is a local address: anyone may send to it, and the verdict's target is its expansion
+   as the store made it (``{"forward", "address", "accounts": [[target, id]...],
+   "remote": [addresses]}``). Only those targets are reached (remote ones through the
+   queue, ARC-sealed: ``stalwart.protocols.smtp.forward``); the tricks of rule 2 on a
+   forward's address are unknown users like any other, sub-addressing reaches the
+   forward (``info+tag@``), and a forward whose every target is gone is 550 5.1.1.
+   Remote targets need the queue (451 4.3.2 without one); LMTP accepts them too (they
+   are the administrator's, not the client's).
 A store that cannot be reached gives 451 4.3.0, never an accept.
 """
 
@@ -140,10 +149,18 @@ class StorePolicy:
         if not address.literal and self.store.is_local_domain(address.domain_key):
             if address.has_routing:
                 return Verdict(codes.NO_SUCH_USER)
-            account = self.store.resolve_address(address.key())
-            if account is None:
+            resolve = getattr(self.store, "resolve_recipient", None)
+            if resolve is None:                 # a store without forwarding aliases
+                account = self.store.resolve_address(address.key())
+                found = None if account is None else {"account": account}
+            else:
+                found = resolve(address.key())
+            if found is None:
                 return Verdict(codes.NO_SUCH_USER)
-            return Verdict(codes.RECIPIENT_OK, {"account": account, "address": address.key()})
+            if "forward" in found:
+                return self._forward(session, address, found)
+            return Verdict(codes.RECIPIENT_OK, {"account": found["account"],
+                                                "address": address.key()})
         if session.lmtp:
             return Verdict(codes.NO_SUCH_USER)
         if not self.may_relay(session):
@@ -151,6 +168,18 @@ class StorePolicy:
         if not self.relay_enabled:
             return Verdict(codes.reply(451, "4.3.2", "Relay queue not available, try later"))
         return Verdict(codes.RECIPIENT_OK, {"relay": str(address)})
+
+    def _forward(self, session: Session, address: Address, found: dict) -> Verdict:
+        """A forwarding alias (rule 8): accepted from anyone, as a local address; the
+        target carries the expansion the store made, so delivery reaches exactly the
+        configured targets and nothing the client wrote."""
+        if found["remote"] and not self.relay_enabled:
+            return Verdict(codes.reply(451, "4.3.2", "Forwarding queue not available, "
+                                                     "try later"))
+        return Verdict(codes.RECIPIENT_OK, {"forward": found["forward"],
+                                            "address": address.key(),
+                                            "accounts": found["accounts"],
+                                            "remote": found["remote"]})
 
     def _postmaster(self) -> int | None:
         if self.postmaster:

@@ -134,6 +134,7 @@ async def serve(ctx: Any) -> None:
     from stalwart.queue.control import SOCKET_NAME, QueueWaker
     waker = QueueWaker(config.run_dir / SOCKET_NAME)
     from stalwart.mailauth.inbound import InboundAuth
+    from stalwart.mailauth.signopts import SignOptions
     inbound = InboundAuth.from_config(config)
     table = open_table(config)
     limits = client_limits(config, table)
@@ -145,6 +146,8 @@ async def serve(ctx: Any) -> None:
             handler = build_handler(listener, hostname, store, tls_context, settings, limits)
             handler.delivery.inbound = inbound      # SPF/DKIM/DMARC (stalwart.mailauth)
             handler.delivery.wake_queue = waker     # first attempt without waiting a poll
+            handler.delivery.dkim_sign = SignOptions.from_config(config)   # auth.dkim.sign.*
+            handler.delivery.hop_limit = config.get("smtp.hop-limit")  # RFC 5321 6.3
             handler.on_open = ctx.connection_opened
             handler.on_close = ctx.connection_closed
             handlers.append(handler)

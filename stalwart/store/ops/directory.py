@@ -39,6 +39,8 @@ def _add_emails(c: OpCtx, acc: int, emails: list[str]) -> None:
         existing = c.txn.get(keys.email_idx(address))
         if existing is not None and keys.read_u32(existing) != acc:
             raise StoreError("exists", f"address {address!r} belongs to another account")
+        if c.txn.get(keys.forward(address)) is not None:      # ops/forward.py
+            raise StoreError("exists", f"address {address!r} is a forwarding alias")
         c.txn.put(keys.email_idx(address), keys.u32(acc))
 
 
@@ -80,6 +82,10 @@ def delete_domain(c: OpCtx, name: Any) -> None:
     for _ in c.txn.scan(prefix, keys.prefix_end(prefix)):
         raise StoreError("in_use", f"domain {name!r} still has addresses; delete or move "
                                    f"those accounts first")
+    prefix = keys.forward_domain_prefix(name)                # ops/forward.py
+    for _ in c.txn.scan(prefix, keys.prefix_end(prefix)):
+        raise StoreError("in_use", f"domain {name!r} still has forwarding aliases; delete "
+                                   f"them first")
     for _, raw in c.txn.scan(keys.DOMAIN, keys.prefix_end(keys.DOMAIN)):
         other = unpack(raw)
         if other.get("alias_of") == name:
