@@ -1,7 +1,7 @@
 """Idle memory of a default instance: total PSS of the master and all its children.
 
-    python -m bench.macro.idle_memory [--settle 5] [--embedded] [--eager] [--port-base 20800]
-                                      [--json]
+    python -m bench.macro.idle_memory [--settle 5] [--idle-exit 20] [--embedded] [--eager]
+                                      [--port-base 20800] [--json]
 
 Starts ``stalwart-master`` in a temporary directory with the embedded default's layout
 (one worker per pool, RocksDB store, the same listeners) and waits until it is ready
@@ -18,10 +18,18 @@ also counts the instance's resident pages once each (``/proc/PID/pagemap`` page 
 numbers, readable as root): the cost of the instance on a machine where nothing else
 shares its files. Both figures are printed.
 
-The embedded default starts protocol workers on demand (``server.on-demand``), so the idle
-instance is the master and its singletons. The run then wakes every pool (one client per
-TCP listener, each checked for its greeting: this is the correctness line) and measures
-again, so the cost of a used instance is printed too. ``--eager`` measures with every pool
+The embedded default starts protocol workers on demand (``server.on-demand``), and the
+queue and the scheduler too: they start at boot and leave once idle with nothing due. So
+there are three measurements, each listing the processes it found:
+
+1. *settle*: right after READY=1 and ``--settle`` seconds (master, store, queue,
+   scheduler: the boot-time figure);
+2. *idle*: once the instance has been idle past ``server.idle-exit`` (``--idle-exit``
+   seconds, 20 by default instead of the default 2 minutes, so the run is short; written
+   into the config and printed): the queue and the scheduler have left after their
+   first jobs. This is the steady state of an idle server, the figure the goal is about;
+3. *woken*: after one client per TCP listener (each checked for its greeting: this is
+   the correctness line), the cost of a used instance. ``--eager`` measures with every pool
 started from the beginning (``server.on-demand = false``, what a config file gets unless it
 says otherwise).
 
@@ -163,9 +171,11 @@ def sample(pid: int) -> tuple[list[dict], dict[str, int]]:
     return per_process, per_kind
 
 
-def write_config(root: Path, port_base: int, on_demand: bool = True) -> Path:
+def write_config(root: Path, port_base: int, on_demand: bool = True,
+                 idle_exit: float = 120.0) -> Path:
     lines = ["[server]", 'hostname = "bench.invalid"',
-             f"on-demand = {'true' if on_demand else 'false'}", "", "[server.workers]"]
+             f"on-demand = {'true' if on_demand else 'false'}", f'idle-exit = "{idle_exit:g}s"',
+             "", "[server.workers]"]
     lines += [f"{p} = 1" for p in PROTOCOLS]
     for i, (ident, protocol, _port) in enumerate(LISTENERS):
         lines += ["", "[[server.listener]]", f'id = "{ident}"', f'protocol = "{protocol}"',
@@ -177,7 +187,44 @@ def write_config(root: Path, port_base: int, on_demand: bool = True) -> Path:
     return path
 
 
-def measure(settle: float, embedded: bool, port_base: int, eager: bool = False) -> dict:
+#: The queue and the scheduler leave once idle with nothing due soon; the scheduler comes
+#: back for its first jobs (30 s and 60 s after boot), then not for an hour. The idle
+#: measurement waits until the instance has been down to the master and the store for
+#: ``QUIET`` seconds in a row (longer than that 30 s gap), at most ``STEADY_MARGIN`` past
+#: ``server.idle-exit``.
+QUIET = 40.0
+STEADY_MARGIN = 180.0
+
+
+def wait_steady(pid: int, idle_exit: float, started: float) -> float:
+    """Wait until only the master and the store have been running for ``QUIET`` seconds
+    (and at least ``idle_exit`` since ``started``); the seconds waited since ``started``."""
+    deadline = started + idle_exit + STEADY_MARGIN
+    quiet_since = None
+    while time.monotonic() < deadline:
+        kinds = set()
+        for p in _children(pid):
+            try:
+                kinds.add(kind_of(title(p)))
+            except OSError:
+                kinds.add("exiting")
+        now = time.monotonic()
+        if kinds <= {"store"}:
+            quiet_since = quiet_since or now
+            if now >= started + idle_exit and now - quiet_since >= QUIET:
+                break
+        else:
+            quiet_since = None
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def kinds_of(per_process: list[dict], master: int) -> list[str]:
+    return ["master" if p["pid"] == master else kind_of(p["title"]) for p in per_process]
+
+
+def measure(settle: float, embedded: bool, port_base: int, eager: bool = False,
+            idle_exit: float = 20.0) -> dict:
     root = Path(tempfile.mkdtemp(prefix="stalwart-idle-"))
     notify_name = f"@stalwart-bench-{uuid.uuid4().hex}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -185,7 +232,10 @@ def measure(settle: float, embedded: bool, port_base: int, eager: bool = False) 
     notify.settimeout(60)
     args = [sys.executable, "-m", "stalwart.master.main"]
     if not embedded:
-        args += ["--config", str(write_config(root, port_base, on_demand=not eager))]
+        args += ["--config", str(write_config(root, port_base, on_demand=not eager,
+                                              idle_exit=idle_exit))]
+    else:
+        idle_exit = 120.0              # the embedded default's server.idle-exit
     env = {**os.environ, "NOTIFY_SOCKET": notify_name}
     log = open(root / "daemon.log", "wb")
     proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -201,12 +251,17 @@ def measure(settle: float, embedded: bool, port_base: int, eager: bool = False) 
         if not ready:
             raise RuntimeError("the daemon did not become ready:\n" +
                                (root / "daemon.log").read_text(errors="replace"))
+        ready_at = time.monotonic()
         time.sleep(settle)
         per_process, per_kind = sample(proc.pid)
         total = sum(p["pss_kib"] for p in per_process)
         alone = instance_mib([p["pid"] for p in per_process])
         alive = proc.poll() is None and all(os.path.exists(f"/proc/{p['pid']}")
                                             for p in per_process)
+        waited = wait_steady(proc.pid, idle_exit, ready_at) if not eager else None
+        steady, steady_kind = sample(proc.pid) if not eager else (per_process, per_kind)
+        steady_total = sum(p["pss_kib"] for p in steady)
+        steady_alone = instance_mib([p["pid"] for p in steady])
         # Wake every pool: one client per TCP listener, greeting checked.
         greeted = {}
         for i, (ident, protocol, port) in enumerate(LISTENERS):
@@ -219,12 +274,22 @@ def measure(settle: float, embedded: bool, port_base: int, eager: bool = False) 
             "instance_pages_mib": alone,
             "per_kind_mib": {k: round(v / 1024, 1) for k, v in sorted(per_kind.items())},
             "processes": per_process,
+            "idle_exit_s": idle_exit,
+            "steady_after_s": round(waited, 1) if waited is not None else None,
+            "steady_total_pss_mib": round(steady_total / 1024, 1),
+            "steady_instance_pages_mib": steady_alone,
+            "steady_per_kind_mib": {k: round(v / 1024, 1)
+                                    for k, v in sorted(steady_kind.items())},
+            "steady_processes": steady,
+            "steady_kinds": kinds_of(steady, proc.pid),
             "woken_total_pss_mib": round(sum(p["pss_kib"] for p in woken) / 1024, 1),
             "woken_processes": woken,
             "greetings": greeted,
             "valid": (alive and "store" in per_kind and "master" in per_kind
                       and all(greeted.values()) and proc.poll() is None),
             "target_mib": 50,
+            "target_bytes": 50_000_000,
+            "met": steady_total * 1024 < 50_000_000,
             "environment": {"python": platform.python_version(), "kernel": platform.release(),
                             "cpus": os.cpu_count(), "embedded_default": embedded,
                             "on_demand": not eager},
@@ -250,29 +315,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eager", action="store_true",
                    help="start every pool at once (server.on-demand = false)")
     p.add_argument("--port-base", type=int, default=20800)
+    p.add_argument("--idle-exit", type=float, default=20.0,
+                   help="server.idle-exit written into the config, seconds (not --embedded)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = p.parse_args(argv)
-    result = measure(args.settle, args.embedded, args.port_base, eager=args.eager)
+    result = measure(args.settle, args.embedded, args.port_base, eager=args.eager,
+                     idle_exit=args.idle_exit)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        for p_ in result["processes"]:
-            print(f"  {p_['pid']:>7}  {p_['pss_kib'] / 1024:7.1f} MiB  (rss {p_['rss_kib'] / 1024:5.1f}, "
-                  f"private {p_['private_kib'] / 1024:5.1f})  {p_['title']}")
-        for k, v in result["per_kind_mib"].items():
-            print(f"{k:>12}: {v:7.1f} MiB")
+        def show(processes: list[dict]) -> None:
+            for p_ in processes:
+                print(f"  {p_['pid']:>7}  {p_['pss_kib'] / 1024:7.1f} MiB  "
+                      f"(rss {p_['rss_kib'] / 1024:5.1f}, private {p_['private_kib'] / 1024:5.1f})"
+                      f"  {p_['title']}")
+
+        def alone(mib: float | None) -> str:
+            return (f"{mib:.1f} MiB with every resident page of the instance counted once "
+                    f"(its cost if nothing else shared its files)" if mib is not None
+                    else "unknown (pagemap needs root)")
+
         mode = "on demand" if result["environment"]["on_demand"] else "eager pools"
-        print(f"{'total':>12}: {result['total_pss_mib']:7.1f} MiB PSS idle, {mode} "
-              f"(target < {result['target_mib']} MB = {result['target_mib'] * 1e6 / 2**20:.1f} MiB)")
-        alone = result["instance_pages_mib"]
-        print(f"{'alone':>12}: " + (f"{alone:7.1f} MiB, every resident page of the instance "
-                                    f"counted once (its cost if nothing else shared its files)"
-                                    if alone is not None else "unknown (pagemap needs root)"))
-        for p_ in result["woken_processes"]:
-            print(f"  {p_['pid']:>7}  {p_['pss_kib'] / 1024:7.1f} MiB  (rss {p_['rss_kib'] / 1024:5.1f}, "
-                  f"private {p_['private_kib'] / 1024:5.1f})  {p_['title']}")
-        print(f"{'woken':>12}: {result['woken_total_pss_mib']:7.1f} MiB PSS after one client "
-              f"per listener")
+        target = f"target < 50 MB = 50,000,000 bytes = {50e6 / 2**20:.1f} MiB"
+        print(f"1. settle: {args.settle:g}s after READY=1 ({mode}); MiB = 2^20 bytes")
+        show(result["processes"])
+        print(f"   total: {result['total_pss_mib']:.1f} MiB PSS; alone: "
+              f"{alone(result['instance_pages_mib'])}")
+        if result["steady_after_s"] is not None:
+            print(f"2. idle: {result['steady_after_s']:.0f}s after READY=1, server.idle-exit = "
+                  f"{result['idle_exit_s']:g}s; running: {', '.join(result['steady_kinds'])}")
+            show(result["steady_processes"])
+            print(f"   total: {result['steady_total_pss_mib']:.1f} MiB PSS "
+                  f"({result['steady_total_pss_mib'] * 2**20 / 1e6:.1f} MB; {target}: "
+                  f"{'met' if result['met'] else 'NOT met'}); alone: "
+                  f"{alone(result['steady_instance_pages_mib'])}")
+        print("3. woken: one client per listener")
+        show(result["woken_processes"])
+        print(f"   total: {result['woken_total_pss_mib']:.1f} MiB PSS")
         print(f"correct: {result['valid']} (greetings: "
               f"{', '.join(f'{k}={v}' for k, v in result['greetings'].items())})")
     return 0 if result["valid"] else 1

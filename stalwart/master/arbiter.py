@@ -45,6 +45,15 @@ the listening sockets (stalwart.master.sockets), the admin socket, and the proce
   that leaves after ``server.idle-exit`` without connections exits with ``EXIT_IDLE``:
   not a crash, its slot goes dormant. A crash of an on-demand worker is throttled as
   any other; the slot is refilled after the delay if a connection is waiting.
+- **Singletons on demand**: the master owns the control sockets of the queue and the
+  scheduler (``run/queue.sock``, ``run/scheduler.sock``), as it owns the listeners; the
+  running singleton serves its socket (inherited), and while it is dormant the loop polls
+  it with the dormant pool sockets, so a client (an SMTP worker's queue wake-up, the
+  API's retry, the store's "mail to index" poke) starts it and then waits in the socket's
+  queue. Both start at boot; one that leaves idle (``EXIT_IDLE``) records in its
+  heartbeat page when it wants to run again (the next queue entry due, the next periodic
+  job), and the loop starts it at that wall-clock time. A crash restarts it after the
+  throttle delay.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import gc
 import logging
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -65,9 +75,10 @@ from stalwart.config import Config, ConfigError
 from stalwart.worker import process as worker_process
 from stalwart.worker.context import WorkerContext
 from stalwart.worker.heartbeat import BOOTING, Heartbeat
+from stalwart.worker.memory import trim
 
 from .notify import Notifier
-from .pools import Service, Slot, Worker, plan
+from .pools import ON_DEMAND_SINGLETONS, Service, Slot, Worker, plan
 from .privileges import identity_for, prepare_directories
 from .sockets import SocketTable, listen_unix
 
@@ -120,6 +131,7 @@ class Arbiter:
         self.identity = None
         self.admin_path: Path | None = None
         self.admin_sock = None
+        self.control_socks: dict[str, tuple[Path, Any]] = {}   # kind -> (path, socket)
         self.lock_fd: int | None = None
         self.pipe: tuple[int, int] | None = None
         self.started_at = time.monotonic()
@@ -188,6 +200,7 @@ class Arbiter:
             self.table.rollback()
             raise
         self.table.commit()
+        self.open_control_sockets(self.config, self.services)
         if not self.services:
             raise OSError("nothing to run: no listener is served by an available process "
                           "kind")
@@ -220,7 +233,39 @@ class Arbiter:
         if old is not None:
             old.close()
 
+    def open_control_sockets(self, config: Config, services: dict[str, Service]) -> None:
+        """The control sockets (``run/<kind>.sock``) of the queue and the scheduler when
+        they run: the master keeps them so that they exist, and queue their clients,
+        while the singleton is down. A kind no longer run loses its socket (a client then
+        fails at once instead of waiting for nobody)."""
+        uid = self.identity.uid if self.identity else None
+        gid = self.identity.gid if self.identity else None
+        for kind in ON_DEMAND_SINGLETONS:
+            path = config.run_dir / f"{kind}.sock"
+            old = self.control_socks.get(kind)
+            if kind in services and old is not None and old[0] == path:
+                continue
+            if kind in services:
+                self.control_socks[kind] = (path, listen_unix(path, uid=uid, gid=gid,
+                                                              mode=0o600))
+            else:
+                self.control_socks.pop(kind, None)
+            if old is not None:
+                old[1].close()
+                if old[0] != path or kind not in services:
+                    try:
+                        os.unlink(old[0])
+                    except OSError:
+                        pass
+
     def cleanup(self) -> None:
+        for path, sock in self.control_socks.values():
+            sock.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.control_socks.clear()
         self.table.close()
         if self.admin_sock is not None:
             self.admin_sock.close()
@@ -275,11 +320,19 @@ class Arbiter:
                     continue
                 if (service.kind, slot.index) in self.pending:
                     continue
+                if service.singleton:
+                    if service.kind in self.control_socks and not self.kind_alive(service.kind):
+                        sock = self.control_socks[service.kind][1]
+                        watched[sock.fileno()] = (service.kind, slot.index)
+                    continue
                 for _, sock in slot.sockets:
                     watched[sock.fileno()] = (service.kind, slot.index)
                 if service.kind == "http" and slot.index == 0 and self.admin_sock is not None:
                     watched[self.admin_sock.fileno()] = (service.kind, slot.index)
         return watched
+
+    def kind_alive(self, kind: str) -> bool:
+        return any(w.kind == kind for w in self.workers.values())
 
     def wait(self, timeout: float) -> None:
         if self.signals:
@@ -353,6 +406,8 @@ class Arbiter:
             kind=service.kind, slot=slot.index, generation=self.generation,
             config=self.config, sockets=list(slot.sockets),
             admin_socket=self.admin_sock if service.kind == "http" else None,
+            control_socket=(self.control_socks[service.kind][1]
+                            if service.kind in self.control_socks else None),
             idle_exit=self._seconds("server.idle-exit") if service.on_demand else None,
             _heartbeat=heartbeat)
         for stream in (sys.stdout, sys.stderr):
@@ -382,6 +437,9 @@ class Arbiter:
                 sock.close()
         if self.admin_sock is not None and ctx.admin_socket is None:
             self.admin_sock.close()
+        for _, sock in self.control_socks.values():
+            if sock is not ctx.control_socket:
+                sock.close()
         for w in self.workers.values():
             w.heartbeat.close()
         self.notifier.close()
@@ -429,8 +487,19 @@ class Arbiter:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            worker.heartbeat.close()
-            self.exited(worker, status)
+            try:
+                self.exited(worker, status)
+            finally:
+                worker.heartbeat.close()
+                self.remove_secondaries(pid)
+
+    def remove_secondaries(self, pid: int) -> None:
+        """The RocksDB secondaries of a child that is gone (``run/secondary/<pid>``,
+        ``<purpose>-<pid>``): on demand, processes come and go all day."""
+        root = self.config.run_dir / "secondary"
+        for path in (root / str(pid), *root.glob(f"*-{pid}")):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
 
     def exited(self, worker: Worker, status: int) -> None:
         how = _describe_status(status)
@@ -447,6 +516,14 @@ class Arbiter:
             return
         if (slot is not None and os.WIFEXITED(status)
                 and os.WEXITSTATUS(status) == worker_process.EXIT_IDLE):
+            if service.singleton:
+                slot.wake_at = worker.heartbeat.wake_at()
+                when = ("when asked" if slot.wake_at is None else
+                        time.strftime("at %Y-%m-%d %H:%M:%S UTC or when asked",
+                                      time.gmtime(slot.wake_at)))
+                log.info("%s left after %gs idle with nothing due; next start %s",
+                         worker.name, self._seconds("server.idle-exit"), when)
+                return
             log.info("%s left after %gs without connections; its slot waits for the next",
                      worker.name, self._seconds("server.idle-exit"))
             return
@@ -454,6 +531,8 @@ class Arbiter:
             log.warning("%s exited unexpectedly (%s)", worker.name, how)
             return
         now = time.monotonic()
+        if service.singleton and service.on_demand:
+            slot.wake_at = 0.0                # back after the throttle: work may be due
         delay = slot.crashed(now, now - worker.started,
                              self._seconds("server.respawn-throttle"),
                              self._seconds("server.respawn-throttle-max"))
@@ -473,11 +552,14 @@ class Arbiter:
         timeout = min(TICK, self.heartbeat_timeout / 4)
         if any(not w.ready for w in self.workers.values()):
             timeout = min(timeout, BOOT_POLL)      # notice soon when they come up
+        wall = time.time()
         for service in self.services.values():
             for slot in service.slots:
                 if slot.worker is None:
                     if service.on_demand and slot.not_before <= now \
                             and (service.kind, slot.index) not in self.pending:
+                        if slot.wake_at is not None:      # a dormant singleton's timer
+                            timeout = min(timeout, max(slot.wake_at - wall, 0.01))
                         continue              # dormant: the poll wakes us for a client
                     timeout = min(timeout, max(slot.not_before - now, 0.01))
         return max(timeout, 0.01)
@@ -542,9 +624,11 @@ class Arbiter:
                 if service.singleton and service.kind in alive_kinds:
                     continue          # its predecessor is still draining
                 if service.on_demand:
-                    if (service.kind, slot.index) not in self.pending:
-                        continue      # dormant until a client connects
+                    due = slot.wake_at is not None and slot.wake_at <= time.time()
+                    if (service.kind, slot.index) not in self.pending and not due:
+                        continue      # dormant until a client connects (or its time)
                     self.pending.discard((service.kind, slot.index))
+                    slot.wake_at = None
                 self.spawn(service, slot)
                 alive_kinds.add(service.kind)
 
@@ -567,6 +651,7 @@ class Arbiter:
         status = self.status_text()
         log.info("ready (generation %d): %s", self.generation, status)
         self.notifier.ready(status)
+        trim()                 # what starting (or reloading) allocated and dropped
         self.first_ready = False
 
     def status_text(self) -> str:
@@ -598,6 +683,7 @@ class Arbiter:
             self.table.begin()
             try:
                 services = plan(config, self.kinds, self.table)
+                self.open_control_sockets(config, services)
             except OSError:
                 self.table.rollback()
                 raise
@@ -615,7 +701,7 @@ class Arbiter:
             new = services.get(kind)
             for slot in old.slots:
                 if new is not None and slot.index < new.size:
-                    new.slots[slot.index].inherit(slot)
+                    new.slots[slot.index].inherit(slot, singleton=new.singleton)
                 w = slot.worker
                 if w is None:
                     continue

@@ -13,10 +13,12 @@ not. Starting with a broken config does the same and exits 1.
 
 The master always runs in the foreground (``--foreground`` is accepted for clarity):
 supervision belongs to systemd or the container runtime, which start it with
-``Type=notify``. Before it forks, it imports the heavy modules every worker needs (uvloop,
-cryptography, msgpack, rocksdict, orjson, h11, the native extension, the code of every
-process kind) and freezes the garbage collector's view of them, so their pages stay
-shared between all processes.
+``Type=notify``. Before it forks, it imports the modules of the processes that run all
+the time and freezes the garbage collector's view of them, so their pages stay shared:
+with ``server.on-demand`` only the store's (uvloop, msgpack, rocksdict, the store code;
+every other kind imports its own in its process), otherwise every kind's and the heavy
+modules they use (orjson, h11, dnspython, the native extension, cryptography when
+certificates are configured).
 
 Exit status: 0 after a clean stop, 1 on a configuration or start-up error.
 """
@@ -39,15 +41,20 @@ __all__ = ["main", "PRELOAD"]
 
 log = logging.getLogger("stalwart.master")
 
-#: Modules imported by the master before the first fork (missing ones are skipped).
-PRELOAD = ("uvloop", "ssl", "msgpack", "orjson", "rocksdict", "h11", "argon2",
-           "dns.asyncresolver", "stalwart._native",
-           # What the always-running singletons use (queue: MTA-STS, TLS reports;
-           # scheduler: DMARC reports, the full-text indexer) and the smtp workers too:
-           # loaded once here, shared, instead of a private copy in each of them.
-           "email.policy", "email.headerregistry", "stalwart.mailauth.dmarc",
-           "stalwart.mailauth.mtasts", "stalwart.mailauth.tlsrpt",
-           "stalwart.mailauth.reports", "stalwart.fts")
+#: Modules imported by the master before the first fork (missing ones are skipped): what
+#: the store process, which always runs, needs.
+PRELOAD = ("uvloop", "msgpack", "rocksdict")
+#: Preloaded too when the queue, the scheduler and the pools run all the time (no
+#: ``server.on-demand``): loaded once here, shared, instead of a private copy in each.
+#: On demand they are imported by the processes that use them, so the idle instance
+#: (the master and the store) does not carry them.
+PRELOAD_ALWAYS_ON = (
+    "ssl", "orjson", "h11", "argon2", "dns.asyncresolver", "stalwart._native",
+    # queue: MTA-STS, TLS reports; scheduler: DMARC reports, the full-text indexer;
+    # the smtp workers too
+    "email.policy", "email.headerregistry", "stalwart.mailauth.dmarc",
+    "stalwart.mailauth.mtasts", "stalwart.mailauth.tlsrpt",
+    "stalwart.mailauth.reports", "stalwart.fts")
 #: Preloaded only when the config has certificates: the workers' TLS setup reads their
 #: names with it; an instance without TLS never pays for it (about 10 MiB).
 PRELOAD_TLS = ("cryptography.x509", "cryptography.hazmat.primitives.serialization")
@@ -99,16 +106,23 @@ def _preload(config: Config | None = None) -> dict:
     only when their pools are not started on demand)."""
     from stalwart.worker import registry
 
-    names = PRELOAD + (PRELOAD_TLS if config is not None and config.certificates else ())
+    on_demand = config is not None and bool(config.get("server.on-demand"))
+    names = PRELOAD
+    if not on_demand:
+        names += PRELOAD_ALWAYS_ON
+        if config is not None and config.certificates:
+            names += PRELOAD_TLS
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError:
             log.debug("preload: %s is not installed", name)
-    # Pools started on demand import their protocol in the worker: an idle instance
-    # then holds only what the singletons need (a first client waits for the import).
-    on_demand = config is not None and bool(config.get("server.on-demand"))
-    return registry.preload(deferred=registry.POOLS if on_demand else ())
+    # Processes started on demand import their kind in the child: an idle instance then
+    # holds only what the master and the store need (a first client waits for the
+    # import, a few hundred milliseconds).
+    from .pools import ON_DEMAND_SINGLETONS
+    return registry.preload(deferred=(registry.POOLS + ON_DEMAND_SINGLETONS)
+                            if on_demand else ())
 
 
 def _http_url(config: Config) -> str | None:

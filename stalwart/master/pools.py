@@ -14,7 +14,11 @@ its sockets).
 With ``server.on-demand`` a pool's slots start empty (*dormant*): the arbiter polls a
 dormant slot's sockets and forks its worker when a connection waits; a worker that stayed
 ``server.idle-exit`` without a connection exits with ``EXIT_IDLE`` and the slot is dormant
-again. Singletons are never on demand.
+again. The queue and the scheduler (``ON_DEMAND_SINGLETONS``) are on demand too: they
+start at boot, leave when idle with nothing due soon, and are started again by the master
+when someone connects to their control socket (owned by the master, like a listener) or
+at the wall-clock time they recorded when they left (``Slot.wake_at``). The store always
+runs.
 
 The respawn throttle (``Slot.crashed``): the first crash of a slot waits
 ``server.respawn-throttle``; each further crash of a worker that ran less than
@@ -35,12 +39,14 @@ from stalwart.worker.registry import POOLS, SINGLETONS
 
 from .sockets import SocketTable
 
-__all__ = ["Worker", "Slot", "Service", "plan", "STABLE_AFTER"]
+__all__ = ["Worker", "Slot", "Service", "plan", "STABLE_AFTER", "ON_DEMAND_SINGLETONS"]
 
 log = logging.getLogger("stalwart.master")
 
 #: A worker that ran this long before exiting was not crash-looping.
 STABLE_AFTER = 60.0
+#: Singletons that ``server.on-demand`` also starts on demand (the store always runs).
+ON_DEMAND_SINGLETONS = ("queue", "scheduler")
 
 
 @dataclass(eq=False)
@@ -71,6 +77,7 @@ class Slot:
     delay: float | None = None          # respawn delay after the last crash
     crashes: int = 0                    # crashes in a row, each within STABLE_AFTER of start
     not_before: float = 0.0             # monotonic time before which no respawn
+    wake_at: float | None = None        # on-demand singleton: start at this wall-clock time
 
     def crashed(self, now: float, ran_for: float, base: float, cap: float) -> float:
         """Record a crash; return the delay before the next start."""
@@ -82,9 +89,13 @@ class Slot:
         self.not_before = now + self.delay
         return self.delay
 
-    def inherit(self, old: "Slot") -> None:
-        """Keep the throttle of the slot this one replaces in a reload."""
+    def inherit(self, old: "Slot", singleton: bool = False) -> None:
+        """Keep the throttle of the slot this one replaces in a reload; a singleton's
+        slot also its wake-up time when dormant (a running one is replaced by a new one
+        as soon as it has left). A pool slot's worker starts with a client, as before."""
         self.delay, self.crashes, self.not_before = old.delay, old.crashes, old.not_before
+        if singleton:
+            self.wake_at = old.wake_at if old.worker is None else 0.0
 
 
 @dataclass(eq=False)
@@ -111,7 +122,7 @@ class Service:
 
     def describe(self) -> str:
         if self.singleton:
-            return self.kind
+            return self.kind + (" on demand" if self.on_demand else "")
         ids = ", ".join(listener.id for listener in self.listeners)
         return f"{self.kind} x{self.size}{' on demand' if self.on_demand else ''} ({ids})"
 
@@ -134,7 +145,11 @@ def plan(config: Config, kinds: dict[str, Callable[[Any], Any]],
             continue
         if kind == "store" and not store_process:
             continue
-        services[kind] = Service(kind, True, kinds[kind], [], [Slot(0)])
+        on_demand = kind in ON_DEMAND_SINGLETONS and bool(config.get("server.on-demand"))
+        # wake_at 0: an on-demand singleton still starts at boot (mail may be due).
+        services[kind] = Service(kind, True, kinds[kind], [],
+                                 [Slot(0, wake_at=0.0 if on_demand else None)],
+                                 on_demand=on_demand)
     for protocol in POOLS:
         listeners = config.listeners_for(protocol)
         if not listeners:

@@ -18,6 +18,11 @@ Protocol: one JSON object per line each way, in order, on one connection::
 
 Reading the queue (list, show) needs no control request: any process reads the store.
 
+Under the master the socket is the master's (``ControlServer(..., sock=...)`` serves the
+inherited listening socket and never unlinks it): it exists while the queue process is
+down, so a request then waits in its queue and, with ``server.on-demand``, makes the master
+start the queue process, which answers it. Standalone (tests) the server binds ``path``.
+
 ``control_request(path, op, id)`` is the client side; it raises ``QueueUnavailable`` when
 no queue process answers (not running, restarting), which callers report as 503.
 """
@@ -28,6 +33,8 @@ import asyncio
 import json
 import logging
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +53,20 @@ class QueueUnavailable(Exception):
 class ControlServer:
     """Serves the control socket for one ``Queue`` (in the queue process)."""
 
-    def __init__(self, queue: Any, path: str | os.PathLike) -> None:
+    def __init__(self, queue: Any, path: str | os.PathLike, *,
+                 sock: socket.socket | None = None) -> None:
         self.queue = queue
         self.path = Path(path)
+        self.sock = sock                       # the master's listening socket, inherited
+        self.requests = 0
+        self.last_request = 0.0                # monotonic time of the last request
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        if self.sock is not None:
+            self._server = await asyncio.start_unix_server(self._handle, sock=self.sock,
+                                                           limit=MAX_REQUEST)
+            return
         # A queue process killed with SIGKILL leaves its socket file behind; the master
         # runs one queue process, so a file there now is always stale.
         try:
@@ -72,12 +87,15 @@ class ControlServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self.sock is not None:
+            return                             # the master's socket: it stays
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.last_request = time.monotonic()
         try:
             while True:
                 try:
@@ -96,6 +114,8 @@ class ControlServer:
             writer.close()
 
     async def dispatch(self, line: bytes) -> dict:
+        self.requests += 1
+        self.last_request = time.monotonic()
         try:
             request = json.loads(line)
         except ValueError:

@@ -114,6 +114,8 @@ class StoreServer:
         self._server: asyncio.AbstractServer | None = None
         self.commits = 0
         self.operations = 0
+        #: Called with a commit's events once it is durable (stalwart.scheduler.MailPoker).
+        self.on_commit = None
 
     # ------------------------------------------------------------------ requests
     def handle(self, conn: _Conn, req_id: int, op: str, args) -> None:
@@ -149,6 +151,8 @@ class StoreServer:
             for other in self.conns:
                 if other.subscribed and not other.closed:
                     other.transport.write(frame)
+            if self.on_commit is not None and events:
+                self.on_commit(events)
             return
         self._current.update(txn.writes)
         self._current_replies.append((conn, req_id, result))
@@ -246,6 +250,8 @@ class StoreServer:
         for conn in self.conns:
             if conn.subscribed and not conn.closed:
                 conn.transport.write(frame)
+        if self.on_commit is not None and events:
+            self.on_commit(events)
         if self._current_replies:
             self._schedule()
         else:
@@ -298,6 +304,9 @@ async def serve(ctx) -> None:
     run_dir = Path(ctx.config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     await server.start(run_dir / "store.sock")
+    if ctx.config.get("server.on-demand"):      # new mail starts a dormant scheduler
+        from ..scheduler import SOCKET_NAME, MailPoker
+        server.on_commit = MailPoker(run_dir / SOCKET_NAME)
     log.info("store: serving %s on %s", settings.path, run_dir / "store.sock")
     principals = list(getattr(ctx.config, "principals", None) or ())
     if principals:

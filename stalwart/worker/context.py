@@ -17,6 +17,13 @@ worker loop once ``idle_for()`` reaches ``idle_exit``: like a drain, with
 connection counts are what tell it apart from a busy worker, so every protocol server
 must report them.
 
+An on-demand singleton (the queue, the scheduler: ``idle_exit`` set too) serves the
+Unix socket the master owns for it (``control_socket``: ``run/queue.sock``,
+``run/scheduler.sock``; the master polls it while the singleton is dormant). Its serve()
+says when it is busy: ``touch()`` on each piece of work, and ``may_leave`` (a callable
+returning whether nothing is due soon); before it returns after an idle exit it records
+with ``set_wake_at(t)`` when the master must start it again.
+
 ``heartbeat()`` is called by the worker loop (stalwart.worker.process), never by ``serve``.
 """
 
@@ -26,7 +33,7 @@ import asyncio
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .heartbeat import DRAINING, SERVING, Heartbeat
 
@@ -44,12 +51,14 @@ class WorkerContext:
     config: "Config"
     sockets: list[tuple["Listener", socket.socket]] = field(default_factory=list)
     admin_socket: socket.socket | None = None          # run/admin.sock, http workers only
+    control_socket: socket.socket | None = None        # on-demand singleton's wake socket
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     connections: int = 0                               # open client connections
     idle_exit: float | None = None                     # on-demand slot: leave when idle
     last_activity: float = field(default_factory=time.monotonic)
     idle_exited: bool = False                          # it left because it was idle
     retiring: bool = False                             # replaced: no new connections
+    may_leave: Callable[[], bool] | None = None        # singleton: nothing due soon
     _retire_hooks: list = field(default_factory=list, repr=False)
     _heartbeat: Heartbeat | None = field(default=None, repr=False)
 
@@ -84,6 +93,16 @@ class WorkerContext:
         if self.connections > 0:
             self.connections -= 1
         self.last_activity = time.monotonic()
+
+    def touch(self) -> None:
+        """Work was done now (a singleton's idle time starts again)."""
+        self.last_activity = time.monotonic()
+
+    def set_wake_at(self, when: float | None) -> None:
+        """After an idle exit: start this process again at wall-clock ``when`` (None:
+        only when someone connects to its control socket)."""
+        if self._heartbeat is not None:
+            self._heartbeat.set_wake_at(when)
 
     def on_retire(self, hook) -> None:
         """``hook()`` stops accepting new connections (a reload replaced this worker);

@@ -11,6 +11,10 @@ same purpose with a file's ctime and a pipe).
 
 Only the worker writes and only the master reads. A read racing a write could see a mix
 of two records, so the reader takes two copies and retries until they agree.
+
+A singleton started on demand (the queue, the scheduler) that leaves when idle also writes
+``wake_at`` there before it exits: the wall-clock time at which it wants to run again (the
+next queue entry due, the next periodic job), read by the master when it reaps it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ BOOTING, SERVING, DRAINING = 0, 1, 2
 STATE_NAMES = {BOOTING: "booting", SERVING: "serving", DRAINING: "draining"}
 
 _RECORD = struct.Struct("=dII")        # last beat (monotonic s), state, connections
+_WAKE = struct.Struct("=d")            # wake_at (wall clock s; 0.0: nothing to wake for)
+_WAKE_OFFSET = 64
 
 
 class Beat(NamedTuple):
@@ -56,6 +62,16 @@ class Heartbeat:
                 break
             first = second
         return Beat(*first)
+
+    def set_wake_at(self, when: float | None) -> None:
+        """Worker side: the wall-clock time at which the master should start this process
+        again after an idle exit (None: only when a client asks)."""
+        _WAKE.pack_into(self._map, _WAKE_OFFSET, float(when or 0.0))
+
+    def wake_at(self) -> float | None:
+        """Master side: what ``set_wake_at`` recorded (None when nothing)."""
+        (when,) = _WAKE.unpack_from(self._map, _WAKE_OFFSET)
+        return when if when > 0.0 else None
 
     def close(self) -> None:
         if not self._map.closed:

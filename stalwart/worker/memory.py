@@ -9,8 +9,8 @@ process for its whole life. ``trim()`` releases the free pages inside the heap
 where glibc is not the C library.
 
 The master trims once after preloading, before the first fork (so the workers inherit a
-compact heap); every process trims once it has started and again after each quiet
-minute (``stalwart.worker.process``).
+compact heap), and again each time it reports READY (start, reload); every process trims
+once it has started and again after each quiet minute (``stalwart.worker.process``).
 """
 
 from __future__ import annotations

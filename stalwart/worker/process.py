@@ -128,9 +128,14 @@ async def _beat(ctx: WorkerContext, master_pid: int, interval: float) -> None:
             log.info("%s: replaced, and its last connection ended", ctx.label)
             ctx.shutdown.set()
         if (ctx.idle_exit is not None and not ctx.shutdown.is_set()
-                and ctx.idle_for(time.monotonic()) >= ctx.idle_exit):
-            log.info("%s: no connection for %.0fs: leaving until the next one", ctx.label,
-                     ctx.idle_exit)
+                and ctx.idle_for(time.monotonic()) >= ctx.idle_exit
+                and (ctx.may_leave is None or _may_leave(ctx))):
+            if ctx.singleton:
+                log.info("%s: idle for %.0fs and nothing due soon: leaving until needed",
+                         ctx.label, ctx.idle_exit)
+            else:
+                log.info("%s: no connection for %.0fs: leaving until the next one",
+                         ctx.label, ctx.idle_exit)
             ctx.idle_exited = True
             ctx.shutdown.set()
         if ctx.shutdown.is_set():
@@ -140,6 +145,15 @@ async def _beat(ctx: WorkerContext, master_pid: int, interval: float) -> None:
             await asyncio.wait_for(ctx.shutdown.wait(), interval)
         except asyncio.TimeoutError:
             pass
+
+
+def _may_leave(ctx: WorkerContext) -> bool:
+    try:
+        return bool(ctx.may_leave())
+    except Exception:                 # cannot tell (the store is away): stay
+        log.warning("%s: idle check failed; staying", ctx.label, exc_info=True)
+        ctx.touch()
+        return False
 
 
 async def _main(ctx: WorkerContext, serve: Callable[[Any], Awaitable[None]],

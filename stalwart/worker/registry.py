@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from stalwart.config import PROTOCOLS
@@ -99,10 +101,22 @@ class Deferred:
 
 
 def _exists(kind: str) -> bool:
-    """Whether the module of ``kind`` is part of this build (found, not imported)."""
+    """Whether the module of ``kind`` is part of this build: found, and nothing imported
+    (``find_spec`` would import its parent packages, whose ``__init__`` often imports
+    most of the package: the master would carry what it defers)."""
     module_name = KINDS.get(kind, "").partition(":")[0]
+    if not module_name:
+        return False
+    top, _, rest = module_name.partition(".")
+    if top in sys.modules and rest and getattr(sys.modules[top], "__path__", None):
+        for base in sys.modules[top].__path__:
+            path = Path(base, *rest.split("."))
+            if (path / "__init__.py").is_file() or path.with_suffix(".py").is_file() \
+                    or any(path.parent.glob(path.name + ".*.so")):
+                return True
+        return False
     try:
-        return bool(module_name) and importlib.util.find_spec(module_name) is not None
+        return importlib.util.find_spec(module_name) is not None
     except ModuleNotFoundError:            # a parent package is missing
         return False
 

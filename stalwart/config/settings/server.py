@@ -82,12 +82,17 @@ declare("server.on-demand", Bool(), """
     milliseconds, the master has every module loaded); a worker that has had no connection
     for `server.idle-exit` exits and its slot waits again. Postfix and Dovecot work this way
     by default. It keeps an idle server small (the embedded default turns it on); pools of
-    a busy server stay full either way. Singletons (store, queue, scheduler) always run.""",
+    a busy server stay full either way. The queue and the scheduler are started on demand
+    too: they start at boot, leave once idle with nothing due soon, and the master starts
+    them again when a process connects to their control socket (new mail to send or to
+    index, a `stalwart-cli queue` command) or when their next queue entry or periodic job
+    is due. The store always runs.""",
     section="server", default=False)
 
 declare("server.idle-exit", Duration(min=1.0), """
     With `server.on-demand`, how long a protocol worker stays without any connection
-    before it exits.""",
+    before it exits, and the queue or the scheduler without work (when nothing is due
+    within that time either).""",
     section="server", default="2m")
 
 declare("server.run-as.user", String(), """
