@@ -30,7 +30,6 @@ mode 0755 (pytest's own temporary directories are 0700) and removed by ``stop()`
 
 from __future__ import annotations
 
-import datetime
 import os
 import pwd
 import shutil
@@ -42,10 +41,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from .certs import self_signed
 
 __all__ = ["Postfix", "SmtpSink", "POSTFIX", "SMTP_SINK", "self_signed"]
 
@@ -54,25 +50,6 @@ POSTSUPER = "/usr/sbin/postsuper"
 POSTQUEUE = "/usr/sbin/postqueue"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 DAEMON_DIR = "/usr/lib/postfix/sbin"
-
-
-def self_signed(name: str, cert_path: Path, key_path: Path, *, days: int = 30) -> bytes:
-    """A self-signed EC certificate for ``name`` (CN and DNS SAN); returns its DER."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    os.chmod(key_path, 0o600)
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _greets(port: int) -> bool:

@@ -26,6 +26,7 @@ import pytest
 from stalwart.dns import FakeBackend, Resolver
 from stalwart.mailauth import dkim
 
+from .certs import daemon_certificate
 from . import ports
 from . import test_queue_daemon as queue_tests
 from .conftest import wait_for
@@ -57,7 +58,7 @@ def _submit_signed(daemon, monkeypatch, config: str = "") -> tuple[bytes, dict]:
     try:
         taken: set[int] = set()
         submission, http = _port(taken), _port(taken)
-        queue_tests._certificate(daemon.root)
+        daemon_certificate(daemon.root)
         daemon.configure(listeners=[("submission", "smtp", submission), ("http", "http", http)],
                          extra=f"""
 [queue]

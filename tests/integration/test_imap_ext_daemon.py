@@ -3,7 +3,7 @@ daemon (``stalwart-master``: two IMAP workers, the RocksDB store process), drive
 Python's imaplib (with a small DEFLATE layer for COMPRESS) and by raw sockets where a
 client must read what the server sends unprompted (NOTIFY).
 
-Ports come from 21200-21399 (this suite's own range).
+Ports come from ``ports.free_port``.
 
 Until the native (Rust) command parser speaks these commands, the imap workers of the
 daemon run ``imap_with_reference_grammar``: the real ``serve`` with the sessions parsing
@@ -13,9 +13,7 @@ native parser knows them, the daemon runs unchanged."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import imaplib
-import random
 import re
 import socket
 import ssl
@@ -23,46 +21,13 @@ import time
 import zlib
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from .certs import daemon_certificate
+from .ports import free_port
 
 for _name in ("COMPRESS", "GETMETADATA", "SETMETADATA", "NOTIFY"):
     imaplib.Commands.setdefault(_name, ("AUTH", "SELECTED"))
 
-_PORTS = (21200, 21399)
-_taken: set[int] = set()
-
-
-def _port() -> int:
-    for _ in range(400):
-        port = random.randint(*_PORTS)
-        if port in _taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    raise RuntimeError("no free port in 21200-21399")
-
-
-def _certificate(directory) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imap.test.invalid")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
 
 
 def _client_tls() -> ssl.SSLContext:
@@ -97,8 +62,8 @@ async def imap_with_reference_grammar(ctx) -> None:
 def server(daemon):
     if not _native_speaks_extensions():
         daemon.kinds["imap"] = "integration.test_imap_ext_daemon:imap_with_reference_grammar"
-    _certificate(daemon.root)
-    ports = {"imap": _port(), "imaps": _port()}
+    daemon_certificate(daemon.root, "imap.test.invalid")
+    ports = {"imap": free_port(), "imaps": free_port()}
     daemon.configure(listeners=[("imap", "imap", ports["imap"])], workers={"imap": 2},
                      extra=f"""
 [[server.listener]]

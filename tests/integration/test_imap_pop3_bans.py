@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 
-from .test_smtp_limits_daemon import _certificate
+from .certs import daemon_certificate
 
 PORTS = iter(range(22000, 22100))
 
@@ -57,7 +57,7 @@ def _start(daemon, penalty: str = PENALTY, *, submission: bool = False) -> dict:
     if submission:
         ports["submission"] = next(PORTS)
         listeners.append(("submission", "smtp", ports["submission"]))
-        _certificate(daemon.root)
+        daemon_certificate(daemon.root)
         penalty += f"""
 [certificate.default]
 cert = "%{{file:{daemon.root}/cert.pem}}%"

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from .conftest import REPO, wait_for
+from .conftest import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ import pytest
 from stalwart.dns import FakeBackend, Resolver
 from stalwart.mailauth.mtasts import fetch_policy, parse_policy
 
-from . import test_queue_daemon as queue_tests
+from .certs import daemon_certificate
 from .conftest import wait_for
 from .dnsserver import DnsServer
 from .test_mtasts_queue import ENFORCE, BoundSink, LocalCA, PolicyServer
@@ -156,7 +156,7 @@ def test_queue_enforces_a_policy_end_to_end(daemon, dns_server, tmp_path):
             ("_mta-sts", "TXT", "v=STSv1; id=e2e1"),
             ("_smtp._tls", "TXT", "v=TLSRPTv1; rua=mailto:tls@dest.test")])
         dns_server.publish()
-        queue_tests._certificate(daemon.root)
+        daemon_certificate(daemon.root)
         daemon.configure(listeners=[("submission", "smtp", submission),
                                     ("http", "http", http_port)], extra=f"""
 [queue]

@@ -3,7 +3,7 @@
 The environment: ``python -m stalwart.store.server`` (RocksDB, group commit) and a pop3
 worker process running ``stalwart.protocols.pop3.server.serve`` with a duck-typed worker
 context: one clear-text listener (STLS offered, like 110) and one implicit-TLS listener
-(like 995) on 127.0.0.1 ports in 26000-26999. Clients: Python's poplib and getmail6.
+(like 995) on 127.0.0.1 ports from ``ports.free_port``. Clients: Python's poplib and getmail6.
 
 Shown here: USER/PASS, STLS, implicit TLS, AUTH PLAIN, RETR of lines starting with dots,
 TOP, UIDL, DELE then QUIT removes the messages (through the store process), DELE then a
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import ipaddress
 import os
 import poplib
 import shutil
@@ -29,13 +27,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from stalwart.store import Store
 
+from .certs import daemon_certificate
+from .ports import free_port
 from .test_store_process import StoreProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,40 +78,10 @@ async def main():
 asyncio.run(main())
 """
 
-_PORTS = iter(range(26000 + (os.getpid() % 90) * 10, 27000))
 
 MSG_DOTS = (b"From: bob@example.org\r\nTo: alice@example.org\r\nSubject: dots\r\n\r\n"
             b"first\r\n.\r\n..double\r\n.single\r\nlast\r\n")
 MSG_PLAIN = b"From: carol@example.org\r\nSubject: plain\r\n\r\nline 1\r\nline 2\r\nline 3\r\n"
-
-
-def _port() -> int:
-    for port in _PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port in 26000-26999")
-
-
-def _certificate(base: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pop.example.org")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(7)
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("pop.example.org"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    (base / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (base / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
 
 
 class Env:
@@ -126,10 +92,10 @@ class Env:
         self.port = self.tls_port = 0
 
     def start(self) -> None:
-        _certificate(self.base)
+        daemon_certificate(self.base, "pop.example.org", ips=("127.0.0.1",), days=1)
         self.store.start()
         asyncio.run(self._setup())
-        self.port, self.tls_port = _port(), _port()
+        self.port, self.tls_port = free_port(), free_port()
         env = dict(os.environ, PYTHONPATH=str(REPO))
         log = open(self.base / "pop3.log", "ab")
         self.worker = subprocess.Popen(

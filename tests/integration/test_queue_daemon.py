@@ -19,7 +19,6 @@ Shown here:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import email
 import email.policy
 import json
@@ -33,14 +32,10 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from .certs import daemon_certificate
 from .conftest import wait_for
 
 CLI = [sys.executable, "-m", "stalwart.cli.main"]
@@ -170,21 +165,6 @@ class Sink:
 
 # ---------------------------------------------------------------------------- helpers
 
-def _certificate(directory: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.test.invalid")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-
-
 class Mail:
     """The daemon under test with its sink; CLI, submission and mailbox reading."""
 
@@ -192,7 +172,7 @@ class Mail:
         self.daemon = daemon
         self.sink = sink
         self.submission = daemon.port()
-        _certificate(daemon.root)
+        daemon_certificate(daemon.root, "mx.test.invalid")
         daemon.configure(
             listeners=[("submission", "smtp", self.submission), ("http", "http", daemon.port())],
             extra=f"""

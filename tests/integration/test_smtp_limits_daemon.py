@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from .certs import daemon_certificate
+
 SWAKS = shutil.which("swaks")
 PORTS = iter(range(22100, 22200))
 
@@ -29,28 +31,6 @@ class = "individual"
 secret = "jane-password"
 email = ["jane@example.com", "j.doe@example.com"]
 """
-
-
-def _certificate(directory):
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.test.invalid")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
 
 
 def _start(daemon, limits: str, *, imap: bool = False):
@@ -141,7 +121,7 @@ message-rate = "3/1h"
 def test_failed_auth_bans_the_address_across_workers(daemon):
     if SWAKS is None:
         pytest.fail("swaks is not installed (tests/install-peers.sh installs it)")
-    _certificate(daemon.root)
+    daemon_certificate(daemon.root, "mx.test.invalid")
     ports = _start(daemon, f"""
 [smtp.limits]
 exempt = []

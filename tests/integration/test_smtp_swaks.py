@@ -3,36 +3,16 @@ AUTH PLAIN and LOGIN on submission, PIPELINING, SMTPUTF8 and relay refusal."""
 
 from __future__ import annotations
 
-import datetime
 import shutil
 import subprocess
 import sys
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from .certs import daemon_certificate
 
 SWAKS = shutil.which("swaks")
 CLI = [sys.executable, "-m", "stalwart.cli.main"]
-
-
-def _certificate(directory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.test.invalid")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("mx.test.invalid")]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
 
 
 def _swaks(*args: str) -> subprocess.CompletedProcess:
@@ -44,7 +24,7 @@ def _swaks(*args: str) -> subprocess.CompletedProcess:
 def server(daemon):
     if SWAKS is None:
         pytest.fail("swaks is not installed (tests/install-peers.sh installs it)")
-    _certificate(daemon.root)
+    daemon_certificate(daemon.root, "mx.test.invalid")
     ports = {"smtp": daemon.port(), "submission": daemon.port(), "submissions": daemon.port(),
              "http": daemon.port()}
     daemon.configure(listeners=[("smtp", "smtp", ports["smtp"]),
