@@ -6,7 +6,8 @@ store (``InboundVerdict.aggregate``, ``store.dmarc_record``). Once a day the sch
 (``send_aggregate_reports``) takes the rows of the finished UTC days, groups them per
 policy domain, folds identical rows into one ``<record>`` with a ``<count>``, writes the
 XML of RFC 7489 Appendix C, gzips it, and queues one message per policy domain to its
-``rua=`` addresses through the outbound queue (``store.queue_put``). Rows are deleted
+``rua=`` addresses through the outbound queue (``store.queue_put``), DKIM-signed with the
+keys of the sender's domain when it has some (``auth.dkim.sign.*``). Rows are deleted
 only after their report is queued. An ``rua`` address outside the policy domain's
 organisational domain gets reports only if that domain agrees with a
 ``<policy-domain>._report._dmarc.<rua-domain>`` record (RFC 7489 7.1).
@@ -35,7 +36,7 @@ import zipfile
 import zlib
 from collections import Counter, defaultdict
 from email.message import EmailMessage
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 from xml.etree import ElementTree as ET
 
 log = logging.getLogger("stalwart.mailauth.reports")
@@ -179,11 +180,14 @@ async def _external_allowed(resolver: Any, policy_domain: str, address: str) -> 
 
 async def send_aggregate_reports(store: Any, *, hostname: str, org_name: str, sender: str,
                                  resolver: Any = None, now: float | None = None,
-                                 limit: int = 100_000) -> dict:
+                                 limit: int = 100_000,
+                                 sign: Callable[[bytes], bytes] | None = None) -> dict:
     """Queue one report per policy domain for the rows of finished UTC days.
 
     ``store`` offers ``dmarc_pending(until, limit)``, ``dmarc_delete(ids)``,
-    ``blobs.put_async`` and ``queue_put``. Returns counts for the scheduler's log."""
+    ``blobs.put_async`` and ``queue_put``. ``sign`` returns the report with its DKIM
+    signatures (``run_report_job``: the keys of the sender's domain, ``auth.dkim.sign.*``);
+    a signing error queues the report unsigned. Returns counts for the scheduler's log."""
     from stalwart.queue.model import QueuedMessage, QueuedRecipient
 
     now = time.time() if now is None else now
@@ -220,6 +224,12 @@ async def send_aggregate_reports(store: Any, *, hostname: str, org_name: str, se
         message = report_message(domain, xml, recipients=addresses, sender=sender,
                                  org_name=org_name, receiver=hostname, report_id=report_id,
                                  begin=begin, end=end)
+        if sign is not None:
+            try:
+                message = sign(message)
+            except Exception as exc:                  # a broken key must not stop reports
+                log.warning("dmarc report for %s: DKIM signing failed, sending unsigned: %s",
+                            domain, exc)
         blob = await store.blobs.put_async(message)
         record = QueuedMessage(return_path="", recipients=[QueuedRecipient(address=a)
                                                            for a in addresses],
@@ -434,6 +444,15 @@ async def run_report_job(config: Any, stop: Any, *, period: float = REPORT_CHECK
                                           lifetime=config.get("resolver.lifetime"))
     from stalwart.periodic import every
 
+    from .signopts import SignOptions
+    options = SignOptions.from_config(config)                   # auth.dkim.sign.*
+
+    def sign(message: bytes) -> bytes:
+        # Imported when a report goes out: ``keys`` brings ``cryptography``.
+        from .keys import sign_outbound
+
+        return sign_outbound(store, message, options=options)
+
     async def once() -> None:
         nonlocal store
         if store is None:
@@ -441,7 +460,7 @@ async def run_report_job(config: Any, stop: Any, *, period: float = REPORT_CHECK
 
             store = await Store.open(config, subscribe=False)
         result = await send_aggregate_reports(store, hostname=hostname, org_name=org,
-                                              sender=sender, resolver=resolver)
+                                              sender=sender, resolver=resolver, sign=sign)
         if result["rows"]:
             log.info("scheduler: dmarc reports: %s", result)
     try:

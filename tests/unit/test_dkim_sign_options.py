@@ -202,3 +202,40 @@ def test_the_tls_report_job_signs_with_the_configured_options():
         assert sig["a"] == "ed25519-sha256" and sig["c"] == "simple/simple"
         assert dkimpy_verifies(queued[0], zone)
     run(go())
+
+
+def test_dmarc_aggregate_reports_are_signed_with_the_configured_options():
+    from stalwart.mailauth import reports
+
+    async def go():
+        store, zone = await store_with_keys()
+        t0 = 1_790_000_000 // 86400 * 86400
+        await store.dmarc_record({
+            "time": t0 + 60, "domain": "remote.example", "rua": ["mailto:d@remote.example"],
+            "policy": {"domain": "remote.example", "p": "none"}, "source_ip": "192.0.2.1",
+            "header_from": "remote.example", "disposition": "none", "dkim_aligned": "pass",
+            "spf_aligned": "pass", "dkim": [], "spf": []})
+        opts = options('algorithms = ["rsa-sha256"]\n')
+        result = await reports.send_aggregate_reports(
+            store, hostname="mx.example.org", org_name="Example", sender="dmarc@example.org",
+            now=t0 + 86400 + 60, sign=lambda m: keys.sign_outbound(store, m, options=opts))
+        assert result["reports"] == 1
+        queued = store.blobs.get(store.queue_list()[-1]["blob"])
+        [sig] = signatures(queued)
+        assert sig["d"] == "example.org" and sig["a"] == "rsa-sha256"
+        assert dkimpy_verifies(queued, zone)
+        # A signer that fails still sends the report, unsigned.
+        await store.dmarc_record({
+            "time": t0 + 120, "domain": "remote.example", "rua": ["mailto:d@remote.example"],
+            "policy": {"domain": "remote.example", "p": "none"}, "source_ip": "192.0.2.1",
+            "header_from": "remote.example", "disposition": "none", "dkim_aligned": "pass",
+            "spf_aligned": "pass", "dkim": [], "spf": []})
+
+        def broken(message: bytes) -> bytes:
+            raise ValueError("no key")
+        result = await reports.send_aggregate_reports(
+            store, hostname="mx.example.org", org_name="Example", sender="dmarc@example.org",
+            now=t0 + 86400 + 60, sign=broken)
+        assert result["reports"] == 1
+        assert signatures(store.blobs.get(store.queue_list()[-1]["blob"])) == []
+    run(go())

@@ -227,19 +227,23 @@ async def _no_dkim(message, resolver):
 def test_scheduler_job_runs_and_stops():
     import time
 
-    class Config:
-        values = {"auth.dmarc.report.aggregate": True, "server.hostname": "mx.example.net",
-                  "auth.dmarc.report.org-name": None, "auth.dmarc.report.from": None}
+    from stalwart.config import loads
 
-        def get(self, key):
-            return self.values[key]
+    def config(aggregate: bool):
+        return loads(f'[server]\nhostname = "mx.example.net"\n'
+                     f'[auth.dmarc.report]\naggregate = {str(aggregate).lower()}\n')
 
     async def go():
+        from stalwart.mailauth import keys
+
         store = Store.memory()
+        await store.create_domain("mx.example.net")     # the sender's domain has a key
+        await store.dkim_key_put("mx.example.net", "s1", "rsa-sha256",
+                                 keys.private_key_pem(keys.generate("rsa-sha256")))
         await store.dmarc_record(row(t=int(time.time()) - 2 * DAY))
         stop = asyncio.Event()
         job = asyncio.create_task(reports.run_report_job(
-            Config(), stop, period=0.05, first_delay=0.01, store=store,
+            config(True), stop, period=0.05, first_delay=0.01, store=store,
             resolver=Resolver(FakeBackend({}))))
         for _ in range(200):
             if store.queue_list():
@@ -251,8 +255,8 @@ def test_scheduler_job_runs_and_stops():
         msg = email.message_from_bytes(store.blobs.get(entry.blob), policy=email.policy.SMTP)
         assert msg["From"] == "noreply-dmarc@mx.example.net"
         assert "Submitter: mx.example.net" in msg["Subject"]
+        assert "d=mx.example.net" in msg["DKIM-Signature"]      # signed (auth.dkim.sign.*)
         assert await store.dmarc_pending(2**40) == []
         # Disabled: the job returns at once.
-        Config.values["auth.dmarc.report.aggregate"] = False
-        await asyncio.wait_for(reports.run_report_job(Config(), asyncio.Event()), 1)
+        await asyncio.wait_for(reports.run_report_job(config(False), asyncio.Event()), 1)
     run(go())
