@@ -95,8 +95,8 @@ def quiet_auth_log(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def server():
-    config = embedded_default()
+def server(tmp_path_factory):
+    config = embedded_default(tmp_path_factory.mktemp("var"))     # not ./var of the checkout
     config.fallback_admin = ("admin", "admin-pass")
     s = Server(config)
     yield s
