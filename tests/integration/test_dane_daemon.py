@@ -26,6 +26,7 @@ import sys
 
 import pytest
 
+from .configs import certificate
 from .conftest import wait_for
 from .dnsserver import dns_server, free_port  # noqa: F401  (fixture)
 from .postfixpeer import Postfix, self_signed
@@ -65,9 +66,7 @@ mx-port = {ports['postfix']}
 poll-interval = "200ms"
 retry = ["1h"]
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 
 [directory.memory]
 type = "memory"
@@ -136,9 +135,7 @@ mx-port = {ports['postfix']}
 poll-interval = "200ms"
 retry = ["1h"]
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 
 [directory.memory]
 type = "memory"

@@ -26,6 +26,7 @@ import pytest
 from stalwart.dns import FakeBackend, Resolver
 from stalwart.mailauth import dkim
 
+from .configs import certificate, smarthost
 from .certs import daemon_certificate
 from . import ports
 from . import test_queue_daemon as queue_tests
@@ -65,16 +66,9 @@ def _submit_signed(daemon, monkeypatch, config: str = "") -> tuple[bytes, dict]:
 retry = ["1h"]
 poll-interval = "200ms"
 
-[queue.route.smarthost]
-type = "relay"
-domains = ["*"]
-host = "127.0.0.1"
-port = {sink.port}
-tls = "none"
+{smarthost(sink.port)}
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 {config}""")
         daemon.start()
 

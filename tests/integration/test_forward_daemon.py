@@ -28,6 +28,7 @@ import sys
 import dkim as dkimpy
 import pytest
 
+from .configs import smarthost
 from . import test_queue_daemon as queue_tests
 from .conftest import wait_for
 from .dnsserver import DnsServer
@@ -77,12 +78,7 @@ lifetime = "4s"
 retry = ["1h"]
 poll-interval = "200ms"
 
-[queue.route.smarthost]
-type = "relay"
-domains = ["*"]
-host = "127.0.0.1"
-port = {sink.port}
-tls = "none"
+{smarthost(sink.port)}
 """)
         daemon.start()
 

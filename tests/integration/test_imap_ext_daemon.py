@@ -22,6 +22,7 @@ import zlib
 
 import pytest
 
+from .configs import certificate
 from .certs import daemon_certificate
 from .ports import free_port
 
@@ -75,9 +76,7 @@ tls.implicit = true
 [imap]
 append-limit = "1mb"
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 
 [directory.memory]
 type = "memory"

@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 
+from .configs import certificate
 from .certs import daemon_certificate
 
 PORTS = iter(range(22000, 22100))
@@ -59,9 +60,7 @@ def _start(daemon, penalty: str = PENALTY, *, submission: bool = False) -> dict:
         listeners.append(("submission", "smtp", ports["submission"]))
         daemon_certificate(daemon.root)
         penalty += f"""
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 """
     daemon.configure(listeners=listeners,
                      workers={"imap": 2}, extra=PRINCIPALS + penalty)

@@ -24,6 +24,7 @@ import smtplib
 
 import pytest
 
+from .configs import certificate
 from .conftest import wait_for
 from .dnsserver import DnsServer, free_port
 from .postfixpeer import Postfix, self_signed
@@ -61,9 +62,7 @@ lifetime = "4s"
 [auth.bimi]
 indicator = false          # the logo would have to be on a public HTTPS server
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 
 [directory.memory]
 type = "memory"

@@ -22,6 +22,7 @@ import pytest
 from stalwart.dns import FakeBackend, Resolver
 from stalwart.mailauth.mtasts import fetch_policy, parse_policy
 
+from .configs import certificate
 from .certs import daemon_certificate
 from .conftest import wait_for
 from .dnsserver import DnsServer
@@ -170,9 +171,7 @@ port = {https}
 [resolver]
 nameservers = ["{dns_server.address}"]
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 """)
         daemon.start(env={"SSL_CERT_FILE": str(ca.cafile)})
 

@@ -37,6 +37,7 @@ import time
 
 import pytest
 
+from .configs import certificate
 from .conftest import wait_for
 from .dnsserver import dns_server, free_port  # noqa: F401  (fixture)
 from .postfixpeer import Postfix, self_signed
@@ -104,9 +105,7 @@ mx-port = {ports['postfix']}
 poll-interval = "200ms"
 retry = ["1h"]
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 
 [directory.memory]
 type = "memory"

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from .configs import certificate, smarthost
 from .certs import daemon_certificate
 from .conftest import wait_for
 
@@ -180,16 +181,9 @@ class Mail:
 retry = ["1h"]
 poll-interval = "{poll}"
 
-[queue.route.smarthost]
-type = "relay"
-domains = ["*"]
-host = "127.0.0.1"
-port = {sink.port}
-tls = "none"
+{smarthost(sink.port)}
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 """)
 
     def cli(self, *args: str, stdin: bytes = b"", check: bool = True

@@ -16,8 +16,10 @@ import time
 
 import pytest
 
+from .configs import certificate, smarthost
 from .conftest import wait_for
-from .test_queue_daemon import Mail, Sink, _certificate
+from .certs import daemon_certificate
+from .test_queue_daemon import Mail, Sink
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +31,7 @@ class OnDemandMail(Mail):
         self.daemon = daemon
         self.sink = sink
         self.submission = daemon.port()
-        _certificate(daemon.root)
+        daemon_certificate(daemon.root)
         daemon.configure(
             listeners=[("submission", "smtp", self.submission), ("http", "http", daemon.port())],
             server={"on-demand": True, "idle-exit": idle_exit},
@@ -38,16 +40,9 @@ class OnDemandMail(Mail):
 retry = ["{retry}"]
 poll-interval = "30s"
 
-[queue.route.smarthost]
-type = "relay"
-domains = ["*"]
-host = "127.0.0.1"
-port = {sink.port}
-tls = "none"
+{smarthost(sink.port)}
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 """)
 
     def setup_accounts(self) -> None:

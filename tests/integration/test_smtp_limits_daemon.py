@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from .configs import certificate
 from .certs import daemon_certificate
 
 SWAKS = shutil.which("swaks")
@@ -132,9 +133,7 @@ delay = "100ms"
 ban-after = 3
 ban-time = "1h"
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 """)
     outcomes = []
     for _ in range(3):      # one failure per connection: they land on both workers

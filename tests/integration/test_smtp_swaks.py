@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from .configs import certificate
 from .certs import daemon_certificate
 
 SWAKS = shutil.which("swaks")
@@ -37,9 +38,7 @@ protocol = "smtp"
 bind = "127.0.0.1:{ports['submissions']}"
 tls.implicit = true
 
-[certificate.default]
-cert = "%{{file:{daemon.root}/cert.pem}}%"
-private-key = "%{{file:{daemon.root}/key.pem}}%"
+{certificate(daemon.root)}
 """)
     daemon.start()
     for args in (("domain", "create", "example.org"),
