@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from stalwart.dns import Resolver, set_default_resolver
 
@@ -67,13 +67,30 @@ def resolver_from_config(config: Any) -> Resolver:
                                   cache_size=config.get("resolver.cache-size"))
 
 
-def store_local_delivery(store: Any):
-    """A ``LocalDeliver`` over ``Store.deliver`` (one commit for all local recipients)."""
+def store_local_delivery(store: Any, enqueue: Callable[..., Awaitable[int]]):
+    """A ``LocalDeliver`` over ``Store.deliver`` (one commit for all local recipients).
+
+    A recipient that is a forwarding alias (``store.resolve_recipient``; a DSN sent back
+    to a sender who wrote from an alias) is expanded as SMTP expands it: one copy per
+    local account, and the remote targets queued again as a new entry through
+    ``enqueue`` (``Queue.enqueue``) with the same return path, so nothing addressed to
+    an alias is refused here. The alias's reply is the outcome of its local copies (the
+    worst of them), else 250 once its remote targets are queued."""
     async def deliver(message: QueuedMessage, data: bytes,
                       rcpts: list[QueuedRecipient]) -> list[Reply]:
         header = f"Return-Path: <{message.return_path}>\r\n".encode("utf-8")
-        accounts: list[int | None] = [store.resolve_address(r.address) for r in rcpts]
-        unique = [a for i, a in enumerate(accounts) if a is not None and a not in accounts[:i]]
+        targets = [store.resolve_recipient(r.address) for r in rcpts]
+        accounts: list[list[int]] = []            # per recipient: the accounts it reaches
+        remote: list[str] = []
+        for target in targets:
+            if target is None:
+                accounts.append([])
+            elif "account" in target:
+                accounts.append([target["account"]])
+            else:
+                accounts.append([a for _, a in target.get("accounts", ())])
+                remote += [r for r in target.get("remote", ()) if r not in remote]
+        unique = list(dict.fromkeys(a for reached in accounts for a in reached))
         by_account: dict[int, Reply] = {}
         if unique:
             results = await store.deliver([{"account": a} for a in unique], header + data)
@@ -86,8 +103,32 @@ def store_local_delivery(store: Any):
                         Reply(451, "4.3.0", f"local delivery failed: {code}", remote=False))
                 else:
                     by_account[account] = Reply(250, "2.0.0", "delivered", remote=False)
-        return [by_account[a] if a is not None else
-                Reply(550, "5.1.1", "no such local user", remote=False) for a in accounts]
+        forwarded: Reply | None = None
+        if remote:
+            try:
+                qid = await enqueue(data, return_path=message.return_path,
+                                    recipients=remote, is_dsn=message.is_dsn,
+                                    smtputf8=message.smtputf8, body=message.body)
+                forwarded = Reply(250, "2.0.0", f"forwarded as queue entry {qid}",
+                                  remote=False)
+            except Exception as exc:              # StoreError, a full disk: retry later
+                log.warning("queue %s: could not queue %d forwarded recipient(s): %s",
+                            message.id, len(remote), exc)
+                forwarded = Reply(451, "4.3.0", "forwarding failed, will retry",
+                                  remote=False)
+        out = []
+        for target, reached in zip(targets, accounts):
+            if target is None:
+                out.append(Reply(550, "5.1.1", "no such local user", remote=False))
+                continue
+            replies = [by_account[a] for a in reached]
+            if "account" not in target and target.get("remote"):
+                replies.append(forwarded)
+            failed = [r for r in replies if r.code >= 400]
+            # A temporary failure wins (the queue retries), then a permanent one.
+            failed.sort(key=lambda r: r.code >= 500)
+            out.append(failed[0] if failed else replies[0])
+        return out
     return deliver
 
 
@@ -105,7 +146,8 @@ async def serve(ctx: Any) -> None:
     try:
         settings = QueueSettings.from_config(config)
         queue = Queue(store, store.blobs, resolver, settings,
-                      local=store_local_delivery(store),
+                      local=store_local_delivery(
+                          store, lambda *a, **kw: queue.enqueue(*a, **kw)),
                       is_local_domain=store.is_local_domain)
         control = ControlServer(queue, Path(config.run_dir) / SOCKET_NAME,
                                 sock=getattr(ctx, "control_socket", None))
