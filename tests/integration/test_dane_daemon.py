@@ -26,7 +26,7 @@ import sys
 
 import pytest
 
-from .configs import certificate
+from .configs import certificate, memory_directory, resolver
 from .conftest import wait_for
 from .dnsserver import dns_server, free_port  # noqa: F401  (fixture)
 from .postfixpeer import Postfix, self_signed
@@ -56,10 +56,7 @@ def test_the_daemon_queue_applies_dane(daemon, dns_server, tmp_path):  # noqa: F
             listeners=[("submission", "smtp", ports["submission"]),
                        ("imap", "imap", ports["imap"]), ("http", "http", ports["http"])],
             extra=f"""
-[resolver]
-nameservers = ["{unbound.address}"]
-timeout = "2s"
-lifetime = "6s"
+{resolver(unbound.address)}
 
 [queue]
 mx-port = {ports['postfix']}
@@ -68,14 +65,7 @@ retry = ["1h"]
 
 {certificate(daemon.root)}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "jane"
-class = "individual"
-secret = "jane-password"
-email = ["jane@example.test"]
+{memory_directory(("jane", "jane-password", ["jane@example.test"]))}
 """)
         daemon.start()
         daemon.wait_for(lambda: "memory directory synced" in daemon.log(), timeout=30,
@@ -125,10 +115,7 @@ def test_the_daemon_queue_applies_requiretls(daemon, dns_server, tmp_path):  # n
             listeners=[("submission", "smtp", ports["submission"]),
                        ("imap", "imap", ports["imap"])],
             extra=f"""
-[resolver]
-nameservers = ["{unbound.address}"]
-timeout = "2s"
-lifetime = "6s"
+{resolver(unbound.address)}
 
 [queue]
 mx-port = {ports['postfix']}
@@ -137,14 +124,7 @@ retry = ["1h"]
 
 {certificate(daemon.root)}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "jane"
-class = "individual"
-secret = "jane-password"
-email = ["jane@example.test"]
+{memory_directory(("jane", "jane-password", ["jane@example.test"]))}
 """)
         daemon.start()
         daemon.wait_for(lambda: "memory directory synced" in daemon.log(), timeout=30,

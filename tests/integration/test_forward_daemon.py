@@ -28,7 +28,7 @@ import sys
 import dkim as dkimpy
 import pytest
 
-from .configs import smarthost
+from .configs import resolver, smarthost
 from . import test_queue_daemon as queue_tests
 from .conftest import wait_for
 from .dnsserver import DnsServer
@@ -69,10 +69,7 @@ def test_forwarded_mail_arrives_arc_sealed_and_the_local_copy_in_the_mailbox(dns
         dns.publish()
         daemon.configure(listeners=[("mx", "smtp", smtp), ("imap", "imap", imap),
                                     ("http", "http", http)], extra=f"""
-[resolver]
-nameservers = ["{dns.address}"]
-timeout = "2s"
-lifetime = "4s"
+{resolver(dns.address, lifetime="4s")}
 
 [queue]
 retry = ["1h"]

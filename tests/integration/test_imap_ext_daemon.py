@@ -22,7 +22,7 @@ import zlib
 
 import pytest
 
-from .configs import certificate
+from .configs import certificate, memory_directory
 from .certs import daemon_certificate
 from .ports import free_port
 
@@ -78,20 +78,8 @@ append-limit = "1mb"
 
 {certificate(daemon.root)}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "alice"
-class = "individual"
-secret = "alice-pw"
-email = ["alice@example.org"]
-
-[[directory.memory.principals]]
-name = "bob"
-class = "individual"
-secret = "bob-pw"
-email = ["bob@example.org"]
+{memory_directory(("alice", "alice-pw", ["alice@example.org"]),
+                  ("bob", "bob-pw", ["bob@example.org"]))}
 """)
     daemon.ports = list(ports.values())
     daemon.start()

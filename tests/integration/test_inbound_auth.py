@@ -28,6 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .configs import memory_directory, resolver
 from .dnsserver import DnsServer
 
 pytestmark = pytest.mark.integration
@@ -92,19 +93,9 @@ def test_spf_dkim_dmarc_verdicts_through_the_daemon(dns, daemon):
 
     smtp, imap = daemon.port(), daemon.port()
     daemon.configure(listeners=[("smtp", "smtp", smtp), ("imap", "imap", imap)], extra=f"""
-[resolver]
-nameservers = ["{dns.address}"]
-timeout = "2s"
-lifetime = "4s"
+{resolver(dns.address, lifetime="4s")}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "jane"
-class = "individual"
-secret = "jane-password"
-email = ["jane@example.com"]
+{memory_directory(("jane", "jane-password", ["jane@example.com"]))}
 """)
     daemon.start()
     daemon.wait_for(lambda: "memory directory synced" in daemon.log(), timeout=20)

@@ -24,7 +24,7 @@ import smtplib
 
 import pytest
 
-from .configs import certificate
+from .configs import certificate, memory_directory, resolver
 from .conftest import wait_for
 from .dnsserver import DnsServer, free_port
 from .postfixpeer import Postfix, self_signed
@@ -54,24 +54,14 @@ def setup(daemon, tmp_path):
     self_signed("mx.test.invalid", daemon.root / "cert.pem", daemon.root / "key.pem")
     daemon.configure(listeners=[("smtp", "smtp", ports["smtp"]),
                                 ("imap", "imap", ports["imap"])], extra=f"""
-[resolver]
-nameservers = ["{dns.address}"]
-timeout = "2s"
-lifetime = "4s"
+{resolver(dns.address, lifetime="4s")}
 
 [auth.bimi]
 indicator = false          # the logo would have to be on a public HTTPS server
 
 {certificate(daemon.root)}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "alice"
-class = "individual"
-secret = "alice-password"
-email = ["alice@example.test"]
+{memory_directory(("alice", "alice-password", ["alice@example.test"]))}
 """)
     try:
         postfix.start()

@@ -37,7 +37,7 @@ import time
 
 import pytest
 
-from .configs import certificate
+from .configs import certificate, memory_directory, resolver
 from .conftest import wait_for
 from .dnsserver import dns_server, free_port  # noqa: F401  (fixture)
 from .postfixpeer import Postfix, self_signed
@@ -95,10 +95,7 @@ def peers(daemon, dns_server, request):
         listeners=[("smtp", "smtp", ports["smtp"]), ("submission", "smtp", ports["submission"]),
                    ("imap", "imap", ports["imap"])],
         extra=f"""
-[resolver]
-nameservers = ["{dns_server.address}"]
-timeout = "2s"
-lifetime = "6s"
+{resolver(dns_server.address)}
 
 [queue]
 mx-port = {ports['postfix']}
@@ -107,20 +104,8 @@ retry = ["1h"]
 
 {certificate(daemon.root)}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "jane"
-class = "individual"
-secret = "jane-password"
-email = ["jane@example.test"]
-
-[[directory.memory.principals]]
-name = "alice"
-class = "individual"
-secret = "alice-password"
-email = ["alice@example.test"]
+{memory_directory(("jane", "jane-password", ["jane@example.test"]),
+                  ("alice", "alice-password", ["alice@example.test"]))}
 """)
     try:
         postfix.start()

@@ -27,7 +27,7 @@ import pytest
 
 from stalwart.dns import NxDomain, Resolver, TempFail
 
-from .configs import certificate
+from .configs import certificate, memory_directory, resolver
 from .conftest import wait_for
 from .dnsserver import dns_server, free_port  # noqa: F401  (fixture)
 from .postfixpeer import Postfix, self_signed
@@ -59,10 +59,7 @@ def secure_peers(daemon, dns_server, request):
         listeners=[("submission", "smtp", ports["submission"]), ("imap", "imap", ports["imap"]),
                    ("http", "http", ports["http"])],
         extra=f"""
-[resolver]
-nameservers = ["{unbound.address}"]
-timeout = "2s"
-lifetime = "6s"
+{resolver(unbound.address)}
 
 [queue]
 mx-port = {ports['postfix']}
@@ -71,14 +68,7 @@ retry = ["1h"]
 
 {certificate(daemon.root)}
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "jane"
-class = "individual"
-secret = "jane-password"
-email = ["jane@example.test"]
+{memory_directory(("jane", "jane-password", ["jane@example.test"]))}
 """)
     try:
         postfix.start()

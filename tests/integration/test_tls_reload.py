@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from .configs import memory_directory
 from .dnsserver import free_port
 from .postfixpeer import self_signed
 
@@ -162,14 +163,7 @@ private-key = "%{{file:{certs.path('other', 'key')}}}%"
 cert = "%{{file:{certs.path('wild', 'cert')}}}%"
 private-key = "%{{file:{certs.path('wild', 'key')}}}%"
 
-[directory.memory]
-type = "memory"
-
-[[directory.memory.principals]]
-name = "jane"
-class = "individual"
-secret = "jane-password"
-email = ["jane@example.test"]
+{memory_directory(("jane", "jane-password", ["jane@example.test"]))}
 """)
     daemon.ports = list(ports.values())
     daemon.start()
