@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from bench.macro.idle_memory import _children, kind_of, rollup, title
+from .common import BENCH_USER, STATE, wait_port
 
 PORT = 21440
 USER, PASSWORD = "idler", "idle-pw"
@@ -58,22 +59,7 @@ http = 1
 id = "imap"
 protocol = "imap"
 bind = "127.0.0.1:{port}"
-[storage]
-directory = "{base}"
-[authentication.fallback-admin]
-user = "admin"
-secret = "bench-secret"
-[tracer.main]
-type = "stdout"
-level = "warn"
-[directory.memory]
-type = "memory"
-[[directory.memory.principals]]
-name = "{user}"
-class = "individual"
-secret = "{password}"
-email = ["{user}@bench.test"]
-"""
+""" + STATE + BENCH_USER
 
 
 class Idler:
@@ -188,17 +174,6 @@ def _measure(master: int) -> tuple[int, dict[str, int], int]:
     return total, per_kind, count
 
 
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open")
-
-
 async def _run(port: int, n: int, batch: int, settle: float, sample_size: int,
                master: subprocess.Popen, messages: int) -> tuple[bool, str]:
     # The memory directory is synced into the store just after start: wait for a login.
@@ -279,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         master = subprocess.Popen([str(bindir / "stalwart-master"), "--config", str(config)],
                                   stdout=log, stderr=subprocess.STDOUT, cwd=d)
     try:
-        _wait_port(PORT)
+        wait_port(PORT)
         ok, why = asyncio.run(_run(PORT, args.connections, args.batch, args.settle,
                                    args.wake_sample, master, args.messages))
         print(f"correct: {'yes' if ok else 'NO'} ({why})")

@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from .common import BENCH_USER, STATE, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = Path(os.environ.get("STALWART_ANCHORS", REPO.parent / "shared" / "anchors" / "anchors"))
@@ -258,17 +259,6 @@ async def _load(port: int, clients: int, duration: float, ops: int, seed: int
 
 # ---------------------------------------------------------------------------- servers
 
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open")
-
-
 def _start_anchor(workdir: Path, messages: int) -> Path:
     d = Path(tempfile.mkdtemp(prefix="anch", dir=workdir))
     os.chmod(d, 0o755)
@@ -312,22 +302,7 @@ http = 1
 id = "imap"
 protocol = "imap"
 bind = "127.0.0.1:{imap}"
-[storage]
-directory = "{base}"
-[authentication.fallback-admin]
-user = "admin"
-secret = "bench-secret"
-[tracer.main]
-type = "stdout"
-level = "warn"
-[directory.memory]
-type = "memory"
-[[directory.memory.principals]]
-name = "{user}"
-class = "individual"
-secret = "{password}"
-email = ["{user}@bench.test"]
-"""
+""" + STATE + BENCH_USER
 
 
 async def _fill_ours(port: int, messages: list[tuple[bytes, list[str]]]) -> None:
@@ -368,7 +343,7 @@ def _start_ours(workdir: Path, workers: int) -> tuple[Path, subprocess.Popen]:
                               stdout=log, stderr=subprocess.STDOUT, cwd=d, env=env)
     log.close()
     try:
-        _wait_port(OUR_IMAP)
+        wait_port(OUR_IMAP)
         deadline = time.monotonic() + 60
         while not asyncio.run(_can_login(OUR_IMAP)):   # the account is synced at start
             if time.monotonic() > deadline or master.poll() is not None:

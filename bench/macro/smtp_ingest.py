@@ -32,13 +32,13 @@ import asyncio
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from .common import STATE, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = Path(os.environ.get("STALWART_ANCHORS", REPO.parent / "shared" / "anchors" / "anchors"))
@@ -69,17 +69,6 @@ def _load() -> str:
         return open("/proc/loadavg").read().split()[0]
     except OSError:
         return "?"
-
-
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def _smtp_source(port: int, messages: int, sessions: int, size: int, rcpt: str) -> float:
@@ -142,15 +131,7 @@ bind = "127.0.0.1:{smtp}"
 id = "http"
 protocol = "http"
 bind = "127.0.0.1:{http}"
-[storage]
-directory = "{base}"
-[authentication.fallback-admin]
-user = "admin"
-secret = "bench-secret"
-[tracer.main]
-type = "stdout"
-level = "warn"
-# Postfix's smtpd has no per-connection message limit; smtp-source -d keeps each
+""" + STATE + """# Postfix's smtpd has no per-connection message limit; smtp-source -d keeps each
 # connection for as many messages as it gets, and treats our 421 as fatal.
 [smtp.session]
 max-messages = 1000000
@@ -195,8 +176,8 @@ def _run_ours(workdir: Path, messages: int, sessions: int, size: int,
     master = subprocess.Popen([str(bindir / "stalwart-master"), "--config", str(config)],
                               stdout=log, stderr=subprocess.STDOUT, cwd=d)
     try:
-        _wait_port(our_smtp)
-        _wait_port(our_http)
+        wait_port(our_smtp)
+        wait_port(our_http)
         cli = [str(bindir / "stalwart-cli"), "--config", str(config)]
         subprocess.run([*cli, "domain", "create", "bench.test"], check=True, capture_output=True)
         subprocess.run([*cli, "account", "create", "user1", "--email", "user1@bench.test"],

@@ -49,6 +49,7 @@ if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
 from integration.postfixpeer import SMTP_SINK, Postfix, SmtpSink  # noqa: E402
+from .common import STATE  # noqa: E402
 
 CONFIG = """
 [server]
@@ -60,15 +61,7 @@ http = 1
 id = "http"
 protocol = "http"
 bind = "127.0.0.1:{http}"
-[storage]
-directory = "{base}"
-[authentication.fallback-admin]
-user = "admin"
-secret = "bench-secret"
-[tracer.main]
-type = "stdout"
-level = "warn"
-[queue]
+""" + STATE + """[queue]
 retry = ["1m"]
 [queue.route.sink]
 type = "relay"
