@@ -310,32 +310,38 @@ fn literal_memory_follows_the_octets_received() {
     assert_eq!((messages[0].data.len(), messages[0].data.capacity()), (100_001, 100_001));
 }
 
+/// `wire` fed `chunk` octets at a time to a parser with `stream_append` on: the literal
+/// chunks handed out (joined), how many were marked last, and the commands.
+fn stream(wire: &[u8], chunk: usize) -> (Vec<u8>, usize, Vec<Command>) {
+    let mut p = Parser::new(Limits::default(), false);
+    p.stream_append = true;
+    let (mut data, mut lasts, mut commands) = (Vec::new(), 0, Vec::new());
+    for piece in wire.chunks(chunk) {
+        p.receive_data(piece);
+        loop {
+            match p.next_event(&mut PlainHost, &mut DefaultLimit) {
+                Ok(Event::NeedData) => break,
+                Ok(Event::LiteralData(d, last)) => {
+                    assert!(d.len() <= chunk, "a chunk is at most what was fed");
+                    data.extend_from_slice(&d);
+                    lasts += last as usize;
+                }
+                Ok(Event::Continuation(..)) => {}
+                Ok(Event::Command(c)) => commands.push(c),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(p.memory() < 64 * 1024);
+    }
+    (data, lasts, commands)
+}
+
 #[test]
 fn stream_append_hands_out_literal_chunks_and_an_empty_literal() {
     let wire = b"a1 APPEND INBOX (\\Seen) {5}\r\nhello ~{3+}\r\nabc\r\na2 LOGIN {2+}\r\nme pw\r\n";
-    let whole_data: Vec<u8> = b"helloabc".to_vec();
     for chunk in 1..9 {
-        let mut p = Parser::new(Limits::default(), false);
-        p.stream_append = true;
-        let (mut data, mut lasts, mut commands) = (Vec::new(), 0, Vec::new());
-        for piece in wire.chunks(chunk) {
-            p.receive_data(piece);
-            loop {
-                match p.next_event(&mut PlainHost, &mut DefaultLimit) {
-                    Ok(Event::NeedData) => break,
-                    Ok(Event::LiteralData(d, last)) => {
-                        assert!(d.len() <= chunk, "a chunk is at most what was fed");
-                        data.extend_from_slice(&d);
-                        lasts += last as usize;
-                    }
-                    Ok(Event::Continuation(..)) => {}
-                    Ok(Event::Command(c)) => commands.push(c),
-                    other => panic!("{other:?}"),
-                }
-            }
-            assert!(p.memory() < 64 * 1024);
-        }
-        assert_eq!((data.clone(), lasts), (whole_data.clone(), 2), "chunk size {chunk}");
+        let (data, lasts, commands) = stream(wire, chunk);
+        assert_eq!((data, lasts), (b"helloabc".to_vec(), 2), "chunk size {chunk}");
         let Args::Append { messages, .. } = &commands[0].args else { panic!() };
         assert_eq!(messages.len(), 2);
         assert!(messages.iter().all(|m| m.data.is_empty()));
@@ -344,4 +350,30 @@ fn stream_append_hands_out_literal_chunks_and_an_empty_literal() {
         let Args::Login { username, .. } = &commands[1].args else { panic!() };
         assert_eq!(username, "me");
     }
+}
+
+#[test]
+fn replace_and_uid_replace_literals_are_streamed() {
+    let wire = b"a1 REPLACE 1 Drafts (\\Draft) {5}\r\nhello\r\na2 UID REPLACE 7 Drafts ~{3+}\r\nabc\r\na3 LOGIN {2+}\r\nme pw\r\n";
+    for chunk in 1..12 {
+        let (data, lasts, commands) = stream(wire, chunk);
+        assert_eq!((data, lasts), (b"helloabc".to_vec(), 2), "chunk size {chunk}");
+        assert_eq!(commands.len(), 3);
+        for (c, number, binary) in [(&commands[0], 1, false), (&commands[1], 7, true)] {
+            let Args::Replace { number: n, name, message } = &c.args else { panic!() };
+            assert_eq!((*n, name.as_str()), (number, "Drafts"));
+            assert!(message.data.is_empty() && message.binary == binary);
+        }
+        let Args::Login { username, .. } = &commands[2].args else { panic!() };
+        assert_eq!(username, "me", "other commands' literals are still collected");
+    }
+}
+
+#[test]
+fn replace_literal_collected_with_streaming_off() {
+    let mut p = Parser::new(Limits::default(), false);
+    p.receive_data(b"a1 REPLACE 1 Drafts {5+}\r\nhello\r\n");
+    let Ok(Event::Command(c)) = p.next_event(&mut PlainHost, &mut DefaultLimit) else { panic!() };
+    let Args::Replace { message, .. } = c.args else { panic!() };
+    assert_eq!(message.data, b"hello");
 }
