@@ -91,6 +91,11 @@ class Queue:
         self.wake()
         return qid
 
+    @property
+    def busy(self) -> bool:
+        """Delivery attempts are in progress."""
+        return bool(self._inflight)
+
     def wake(self) -> None:
         """Look for due messages now (new mail, an admin's retry)."""
         if self._wake is not None:

@@ -204,8 +204,7 @@ class _IdleCheck:
             self.ctx.last_activity = self.control.last_request    # a request is activity
             if time.monotonic() - self.ctx.last_activity < idle_exit:
                 return False
-        # _inflight: the engine's attempts in progress (a busy queue stays).
-        if self.queue._inflight:
+        if self.queue.busy:                 # attempts in progress: a busy queue stays
             self.ctx.touch()
             return False
         if self.recorder is not None and self.recorder.finished_days(now):
