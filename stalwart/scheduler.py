@@ -236,10 +236,10 @@ async def serve(ctx) -> None:
     except OSError:
         pass
     run_dir = Path(ctx.config.run_dir)
-    on_demand = getattr(ctx, "idle_exit", None) is not None
+    on_demand = ctx.idle_exit is not None
     schedule = Schedule(run_dir / SCHEDULE_NAME)
     install_schedule(schedule)
-    sock = getattr(ctx, "control_socket", None)
+    sock = ctx.control_socket
     wake = WakeServer(sock) if sock is not None else None
     store = await Store.open(ctx.config, name=f"scheduler-{os.getpid()}")
     try:
@@ -253,7 +253,7 @@ async def serve(ctx) -> None:
         await asyncio.gather(run(run_dir, ctx.shutdown, clean_period=clean, store=store),
                              run_report_job(ctx.config, ctx.shutdown, store=reports_store),
                              fts_indexer(ctx.config, ctx.shutdown, store=store))
-        if getattr(ctx, "idle_exited", False):
+        if ctx.idle_exited:
             if wake is not None:
                 await wake.close()           # a poke from now on starts the next process
                 wake = None

@@ -150,7 +150,7 @@ async def serve(ctx: Any) -> None:
                           store, lambda *a, **kw: queue.enqueue(*a, **kw)),
                       is_local_domain=store.is_local_domain)
         control = ControlServer(queue, Path(config.run_dir) / SOCKET_NAME,
-                                sock=getattr(ctx, "control_socket", None))
+                                sock=ctx.control_socket)
         await control.start()
         # MTA-STS and TLS-RPT on the deliverer; the daily TLS report job (RFC 8460).
         from stalwart.mailauth.tlsrpt import install as install_transport_security
@@ -161,12 +161,12 @@ async def serve(ctx: Any) -> None:
         if tls_reports is not None:
             tls_reports = asyncio.ensure_future(tls_reports)
         decided = _IdleCheck(ctx, queue, store, recorder, control)
-        if getattr(ctx, "idle_exit", None) is not None:
+        if ctx.idle_exit is not None:
             ctx.may_leave = decided
         log.info("queue process running: concurrency %d, %d configured route(s)",
                  settings.concurrency, len(settings.routes))
         await queue.run(ctx.shutdown, drain_timeout=config.get("server.shutdown-timeout"))
-        if getattr(ctx, "idle_exited", False):
+        if ctx.idle_exited:
             await control.close()     # from now on a request waits for the next process
             control = None
             ctx.set_wake_at(decided.wake_at())

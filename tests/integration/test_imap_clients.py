@@ -39,6 +39,7 @@ import asyncio, signal, socket, sys
 from pathlib import Path
 from types import SimpleNamespace
 from stalwart.protocols.imap.server import serve
+from stalwart.worker.context import WorkerContext
 
 base, port = Path(sys.argv[1]), int(sys.argv[2])
 
@@ -55,10 +56,9 @@ async def main():
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
     sock.setblocking(False)
-    ctx = SimpleNamespace(kind="imap", slot=0, generation=1, config=Config(),
-                          sockets=[(SimpleNamespace(id="imap", protocol="imap",
-                                                    tls_implicit=False), sock)],
-                          shutdown=asyncio.Event())
+    ctx = WorkerContext(kind="imap", slot=0, generation=1, config=Config(),
+                        sockets=[(SimpleNamespace(id="imap", protocol="imap",
+                                                  tls_implicit=False), sock)])
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, ctx.shutdown.set)
     await serve(ctx)
 

@@ -41,6 +41,7 @@ import asyncio, signal, socket, sys
 from pathlib import Path
 from types import SimpleNamespace
 from stalwart.protocols.pop3.server import serve
+from stalwart.worker.context import WorkerContext
 
 base, clear_port, tls_port = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 
@@ -62,18 +63,14 @@ def listen(port):
     return sock
 
 async def main():
-    opened = []
-    ctx = SimpleNamespace(kind="pop3", slot=0, generation=1, config=Config(),
-                          sockets=[(SimpleNamespace(id="pop3", protocol="pop3",
-                                                    tls_implicit=False), listen(clear_port)),
-                                   (SimpleNamespace(id="pop3s", protocol="pop3",
-                                                    tls_implicit=True), listen(tls_port))],
-                          shutdown=asyncio.Event(),
-                          connection_opened=lambda: opened.append(1),
-                          connection_closed=lambda: opened.pop())
+    ctx = WorkerContext(kind="pop3", slot=0, generation=1, config=Config(),
+                        sockets=[(SimpleNamespace(id="pop3", protocol="pop3",
+                                                  tls_implicit=False), listen(clear_port)),
+                                 (SimpleNamespace(id="pop3s", protocol="pop3",
+                                                  tls_implicit=True), listen(tls_port))])
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, ctx.shutdown.set)
     await serve(ctx)
-    print("drained", len(opened), flush=True)
+    print("drained", ctx.connections, flush=True)
 
 asyncio.run(main())
 """

@@ -321,13 +321,13 @@ class ImapServer:
 
     def opened(self, conn: ImapConnection) -> None:
         self.connections.add(conn)
-        if self.ctx is not None and hasattr(self.ctx, "connection_opened"):
+        if self.ctx is not None:
             self.ctx.connection_opened()
 
     def closed(self, conn: ImapConnection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
-            if self.ctx is not None and hasattr(self.ctx, "connection_closed"):
+            if self.ctx is not None:
                 self.ctx.connection_closed()
 
     async def drain(self, timeout: float) -> None:
@@ -419,8 +419,7 @@ async def serve(ctx: Any) -> None:
                 continue
             await server.listen(sock, implicit_tls=listener.tls_implicit)
         # Replaced by a reload: stop accepting, keep the open sessions (ctx.retire).
-        if hasattr(ctx, "on_retire"):
-            ctx.on_retire(lambda: [s.close() for s in server.servers])
+        ctx.on_retire(lambda: [s.close() for s in server.servers])
         await ctx.shutdown.wait()
         await server.drain(_seconds(config.get("server.shutdown-timeout")))
     finally:

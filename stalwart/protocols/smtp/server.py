@@ -155,8 +155,7 @@ async def serve(ctx: Any) -> None:
                 handler, sock=sock,
                 ssl=tls_context if listener.tls_implicit else None))
         # Replaced by a reload: stop accepting, keep the open sessions (ctx.retire).
-        if hasattr(ctx, "on_retire"):
-            ctx.on_retire(lambda: [s.close() for s in servers])
+        ctx.on_retire(lambda: [s.close() for s in servers])
         await ctx.shutdown.wait()
     finally:
         for server in servers:
