@@ -8,6 +8,9 @@ DEBS=(swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl getmail
 DEBS+=(postfix nsd unbound)
 # Synchronising IMAP clients driven by tests/integration/test_imap_clients_sync.py.
 DEBS+=(isync offlineimap3)
+# fail2ban-regex checks our shipped filter against the daemon's failed-login lines
+# (tests/integration/test_master_log.py).
+DEBS+=(fail2ban)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
@@ -19,7 +22,8 @@ if ((${#missing[@]})); then
   fi
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  # Keep the packages' system services (Postfix on 25, NSD and Unbound on 53) from starting.
+  # Keep the packages' system services (Postfix on 25, NSD and Unbound on 53, fail2ban)
+  # from starting.
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d

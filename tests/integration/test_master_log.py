@@ -1,7 +1,8 @@
 """stalwart.log: line formats, the auth-failure line, journald protocol, the fail2ban filter.
 
 The fail2ban filter is checked against the line a real daemon writes when a login over the
-management API fails (``fail2ban-regex`` when installed, the same regex in Python always).
+management API fails (``fail2ban-regex`` from ``tests/install-peers.sh``, and the same regex in
+Python).
 """
 
 from __future__ import annotations
@@ -157,9 +158,10 @@ def test_fail2ban_filter_matches_the_daemon_line(daemon, tmp_path):
                          'login="x\\" remote_ip=1.2.3.4" reason="r"') == "198.51.100.7"
     assert _python_match("2025-01-01T00:00:00.000Z INFO stalwart[1] master: ready") is None
 
-    if shutil.which("fail2ban-regex"):
-        sample = tmp_path / "sample.log"
-        sample.write_text(daemon.log())
-        out = subprocess.run(["fail2ban-regex", str(sample), str(FILTER)],
-                             capture_output=True, text=True, timeout=120).stdout
-        assert re.search(r"Lines: \d+ lines, 0 ignored, 1 matched", out), out
+    # The real fail2ban (tests/install-peers.sh) reads the daemon's log with our filter.
+    assert shutil.which("fail2ban-regex"), "fail2ban missing: run tests/install-peers.sh"
+    sample = tmp_path / "sample.log"
+    sample.write_text(daemon.log())
+    out = subprocess.run(["fail2ban-regex", str(sample), str(FILTER)],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert re.search(r"Lines: \d+ lines, 0 ignored, 1 matched", out), out
